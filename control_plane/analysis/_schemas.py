@@ -1,0 +1,275 @@
+"""Wire shapes of ``POST /analyze-signal`` (seed 002, "Edge Function: analyze-signal").
+
+Request (camelCase JSON)::
+
+    {
+      "traderId": "uuid", "signalId": "uuid",
+      "marketData": {
+        "symbol": "BTCUSDT",
+        "timestamp": 1704067200000,              # ms since the Unix epoch, UTC
+        "ticker": {"lastPrice": "42500.00", ...}, # other fields passed through
+        "klines": {"1m": [[openTime, "open", "high", "low", "close", "volume",
+                           closeTime, "quoteVolume", trades, "takerBuyBase",
+                           "takerBuyQuote"], ...]},  # Binance column order, oldest first
+        "indicators": {"rsi_14_1m": 28.5, "macd_1m": {"macd": .., "signal": .., "histogram": ..}}
+      },
+      "aiInstructions": "...",                   # optional (used by the LLM backend)
+      "position": {"side": "long", "entryPrice": "42000", "size": "0.01",
+                   "stopLoss": "41000", "takeProfit": "44000"},  # optional: re-analysis
+      "mode": "paper"                            # optional: "paper" | "live"
+    }
+
+Kline rows follow Binance's ``GET /api/v3/klines`` row layout (Binance Spot API docs,
+"Kline/Candlestick data"): at least the first 6 columns; columns 7-11 are optional and
+a 12th ("ignore") is dropped. Prices and volumes may be JSON strings (as Binance sends
+them) or numbers; they become :class:`~decimal.Decimal`. Prices are in the quote asset,
+volumes in the base asset, times in ms since the Unix epoch (UTC). Open times of one
+interval must be strictly increasing.
+
+The response is built from :class:`AnalysisResult`; see ``control_plane.analysis._app``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "INTERVAL_MS",
+    "AnalysisResult",
+    "AnalyzeSignalRequest",
+    "Decision",
+    "Kline",
+    "MarketData",
+    "OpenPosition",
+    "Ticker",
+    "format_validation_error",
+]
+
+#: Binance kline intervals (Spot API "ENUM definitions") -> duration in ms.
+#: ``1M`` is counted as 30 days; it is only used to order intervals.
+INTERVAL_MS: dict[str, int] = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+    "1M": 2_592_000_000,
+}
+
+_KLINE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+)
+
+Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Volume = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class Decision(str, enum.Enum):
+    """The decisions of seed 002 (``analysis_history.decision``)."""
+
+    NO_TRADE = "no_trade"
+    WATCH = "watch"
+    OPEN_LONG = "open_long"
+    OPEN_SHORT = "open_short"
+    CLOSE = "close"
+    PARTIAL_CLOSE = "partial_close"
+    SCALE_IN = "scale_in"
+    SCALE_OUT = "scale_out"
+    UPDATE_STOP_LOSS = "update_stop_loss"
+    UPDATE_TAKE_PROFIT = "update_take_profit"
+    FLIP_POSITION = "flip_position"
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown keys ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class Kline(BaseModel):
+    """One kline row (Binance column order), parsed from a JSON array."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    open_time: int = Field(ge=0)
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Volume
+    close_time: int | None = Field(default=None, ge=0)
+    quote_volume: Volume | None = None
+    trades: int | None = Field(default=None, ge=0)
+    taker_buy_base_volume: Volume | None = None
+    taker_buy_quote_volume: Volume | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) < 6:
+                raise ValueError(
+                    "kline row needs at least 6 columns (openTime, open, high, low, "
+                    f"close, volume, ...), got {len(value)}"
+                )
+            return dict(zip(_KLINE_COLUMNS, value[: len(_KLINE_COLUMNS)]))
+        if isinstance(value, Kline):
+            return value
+        raise ValueError("kline row must be a JSON array in Binance column order")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Kline:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+class Ticker(_Wire):
+    """24h ticker snapshot; only ``lastPrice`` is read, other fields pass through."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    last_price: Price | None = None
+
+
+class MarketData(_Wire):
+    """``marketData`` of the request."""
+
+    symbol: str = Field(pattern=r"^[A-Z0-9]{2,30}$")
+    timestamp: int = Field(ge=0, description="ms since the Unix epoch, UTC")
+    ticker: Ticker
+    klines: dict[str, list[Kline]] = Field(default_factory=dict)
+    indicators: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("klines")
+    @classmethod
+    def _check_klines(cls, value: dict[str, list[Kline]]) -> dict[str, list[Kline]]:
+        for interval, rows in value.items():
+            if interval not in INTERVAL_MS:
+                raise ValueError(
+                    f"unknown kline interval {interval!r}; expected one of "
+                    f"{', '.join(INTERVAL_MS)}"
+                )
+            for previous, current in zip(rows, rows[1:]):
+                if current.open_time <= previous.open_time:
+                    raise ValueError(
+                        f"klines[{interval!r}] open times must be strictly increasing "
+                        f"(oldest first); {current.open_time} follows {previous.open_time}"
+                    )
+        return value
+
+
+class OpenPosition(_Wire):
+    """The open position a re-analysis is about (prices in quote, size in base asset)."""
+
+    side: Literal["long", "short"]
+    entry_price: Price
+    size: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    stop_loss: Price | None = None
+    take_profit: Price | None = None
+
+
+class AnalyzeSignalRequest(_Wire):
+    """Body of ``POST /analyze-signal``."""
+
+    trader_id: str = Field(min_length=1, max_length=128)
+    signal_id: str = Field(min_length=1, max_length=128)
+    market_data: MarketData
+    ai_instructions: str | None = Field(default=None, max_length=50_000)
+    position: OpenPosition | None = None
+    mode: Literal["paper", "live"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResult:
+    """What a backend returns; serialised as the response's ``analysis`` object.
+
+    ``stop_loss``/``take_profit`` are prices in the quote asset, ``position_size`` a
+    quantity in the base asset; ``None`` omits the key. ``extra_metadata`` is merged
+    into ``metadata`` (camelCase keys, JSON-serialisable values).
+
+    Raises:
+        ValueError: ``confidence`` outside 0..100 or empty ``reasoning``.
+    """
+
+    decision: Decision
+    reasoning: str
+    confidence: int
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    position_size: Decimal | None = None
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, int):
+            raise ValueError(f"confidence must be an int, got {self.confidence!r}")
+        if not 0 <= self.confidence <= 100:
+            raise ValueError(f"confidence must be within 0..100, got {self.confidence}")
+        if not self.reasoning:
+            raise ValueError("reasoning must not be empty")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``analysis`` object of the response (Decimals kept for the encoder)."""
+        metadata: dict[str, Any] = dict(self.extra_metadata)
+        for key, value in (
+            ("stopLoss", self.stop_loss),
+            ("takeProfit", self.take_profit),
+            ("positionSize", self.position_size),
+        ):
+            if value is not None:
+                metadata[key] = value
+        return {
+            "decision": Decision(self.decision).value,
+            "reasoning": self.reasoning,
+            "confidence": self.confidence,
+            "metadata": metadata,
+        }
+
+
+def format_validation_error(exc: ValidationError, *, limit: int = 5) -> str:
+    """One line naming the first ``limit`` problems by their JSON path."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        path = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{path}: {error['msg']}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "invalid request: " + "; ".join(parts)

@@ -1,0 +1,237 @@
+"""``control-plane``: the admin CLI (typer + rich).
+
+Commands: ``db migrate``, ``users add``, ``traders add``, ``provision``,
+``destroy``, ``machines list``, ``serve``, ``demo``. Settings come from the
+environment (:mod:`control_plane.settings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, Optional
+from uuid import UUID
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from control_plane.settings import ControlPlaneSettings, machine_token
+
+__all__ = ["app"]
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+app = typer.Typer(help="Control plane of the trader runtime.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
+traders_app = typer.Typer(help="Traders.", no_args_is_help=True)
+machines_app = typer.Typer(help="Machines.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(traders_app, name="traders")
+app.add_typer(machines_app, name="machines")
+
+console = Console(stderr=True)
+
+
+def _settings() -> ControlPlaneSettings:
+    return ControlPlaneSettings()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+async def _database_url(settings: ControlPlaneSettings) -> tuple[str, Any]:
+    from control_plane.db import EmbeddedPostgres
+    from control_plane.local import read_stack_info
+
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    info = read_stack_info(settings.data_dir)
+    if info is not None:
+        return info.database_url, None
+    server = EmbeddedPostgres(settings.data_dir / "pg")
+    return server.start(), server
+
+
+async def _with_pool(fn: Any) -> Any:
+    settings = _settings()
+    url, server = await _database_url(settings)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
+    try:
+        return await fn(settings, pool)
+    finally:
+        await pool.close()
+        if server is not None:
+            server.stop()
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations."""
+    from control_plane.db import migrate
+
+    async def run() -> list[int]:
+        settings = _settings()
+        url, server = await _database_url(settings)
+        try:
+            return await migrate(url)
+        finally:
+            if server is not None:
+                server.stop()
+
+    applied = asyncio.run(run())
+    console.print(f"applied migrations: {applied or 'none (up to date)'}")
+
+
+@users_app.command("add")
+def users_add(email: str, tier: str = typer.Option("pro", help="free | pro | elite | power")) -> None:
+    """Create a subscriber with an active subscription; prints its id."""
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> UUID:
+        return await pool.fetchval(
+            "INSERT INTO users (email, tier, subscription_status) VALUES ($1, $2, 'active') RETURNING id", email, tier
+        )
+
+    try:
+        print(asyncio.run(_with_pool(run)))
+    except asyncpg.PostgresError as exc:
+        _fail(str(exc))
+
+
+@traders_app.command("add")
+def traders_add(user_id: UUID, spec: Path = typer.Argument(..., help="trader JSON, see examples/traders")) -> None:
+    """Validate a trader's filter in the sandbox and save it (active); prints its id."""
+    from control_plane.traders import TraderRejected, insert_trader, load_spec, validate_code
+
+    try:
+        trader = load_spec(spec)
+        check = validate_code(trader.filter_code)
+    except TraderRejected as exc:
+        _fail(f"trader refused: {exc}")
+        return
+    console.print(f"sandbox check: {check['outcome']} on {check['symbols']} symbols ({check['matches']} matches)")
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> UUID:
+        return await insert_trader(pool, user_id, trader)
+
+    print(asyncio.run(_with_pool(run)))
+
+
+def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
+    from control_plane.fly import FlyClient
+    from control_plane.local import read_stack_info
+    from control_plane.provisioning import MachineEnv, Provisioner
+
+    info = read_stack_info(settings.data_dir)
+    if settings.fly_api_url:
+        fly = FlyClient(settings.fly_api_url, settings.fly_api_token.get_secret_value() if settings.fly_api_token else "",
+                        settings.fly_app_name)
+        if settings.machine_token_secret is None or settings.analysis_token is None or settings.database_url is None:
+            _fail("with FLY_API_URL set, DATABASE_URL, ANALYSIS_TOKEN and MACHINE_TOKEN_SECRET must be set too")
+        secret = settings.machine_token_secret.get_secret_value()  # type: ignore[union-attr]
+        env = MachineEnv(settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+                         settings.analysis_url or "", settings.analysis_token.get_secret_value(),  # type: ignore[union-attr]
+                         settings.binance_ws_url, settings.binance_rest_url)
+    elif info is not None:
+        fly = FlyClient(info.fly_api_url, info.fly_api_token, settings.fly_app_name)
+        secret = info.machine_token_secret
+        env = MachineEnv(info.database_url, info.analysis_url, info.analysis_token,
+                         settings.binance_ws_url, settings.binance_rest_url, extra={"HTTP_HOST": "127.0.0.1"})
+    else:
+        _fail("no Fly API: set FLY_API_URL (and FLY_API_TOKEN), or run `control-plane serve` for the local engine")
+    return Provisioner(pool, fly, env, image=settings.machine_image, region=settings.fly_region,
+                       token_for=lambda uid: machine_token(secret, uid))
+
+
+@app.command()
+def provision(user_id: UUID) -> None:
+    """Create the user's machine (idempotent) and wait until it started."""
+    from control_plane.provisioning import ProvisioningError
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> dict[str, Any]:
+        return await _provisioner_from_env(settings, pool).provision(user_id)
+
+    try:
+        row = asyncio.run(_with_pool(run))
+    except ProvisioningError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"machine {row['machine_id']} {row['status']} ({row['memory_mb']} MB, {row['region']})")
+
+
+@app.command()
+def destroy(user_id: UUID, reason: str = typer.Option(..., help="e.g. subscription_cancelled")) -> None:
+    """Shut the user's machine down gracefully and destroy it."""
+    from control_plane.provisioning import ProvisioningError
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> dict[str, Any]:
+        return await _provisioner_from_env(settings, pool).destroy(user_id, reason)
+
+    try:
+        result = asyncio.run(_with_pool(run))
+    except ProvisioningError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"machine {result['machineId']} destroyed; final state {result['finalState']}")
+
+
+@machines_app.command("list")
+def machines_list(all_: bool = typer.Option(False, "--all", help="include destroyed machines")) -> None:
+    """Machines and their heartbeats."""
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[Any]:
+        sql = "SELECT m.*, u.email, u.tier FROM fly_machines m JOIN users u ON u.id = m.user_id"
+        if not all_:
+            sql += " WHERE m.status <> 'destroyed'"
+        return await pool.fetch(sql + " ORDER BY m.created_at")
+
+    rows = asyncio.run(_with_pool(run))
+    table = Table(title="machines")
+    for col in ("user", "tier", "machine", "status", "memory MB", "last heartbeat"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["email"], r["tier"], r["machine_id"], r["status"], str(r["memory_mb"]),
+                      r["last_heartbeat"].isoformat() if r["last_heartbeat"] else "-")
+    Console().print(table)
+
+
+@app.command()
+def serve() -> None:
+    """Run the analysis endpoint and, without FLY_API_URL, the local machines engine, until Ctrl-C."""
+    from control_plane.local import LocalStack
+
+    async def run() -> None:
+        async with LocalStack(_settings()) as stack:
+            assert stack.info is not None
+            console.print(f"analysis endpoint {stack.info.analysis_url}; Fly API {stack.info.fly_api_url}")
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    replay: Optional[Path] = typer.Option(None, help="replay this kline folder instead of Binance"),
+    speed: float = typer.Option(60.0, help="replay speed (60 = one 1m candle per second)"),
+    duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: until Ctrl-C)"),
+) -> None:
+    """Run one subscriber's machine end to end on the embedded defaults."""
+    from control_plane.demo import print_summary, run_demo
+    from control_plane.logs import configure_logging
+
+    configure_logging("warning")
+    result = asyncio.run(run_demo(_settings(), replay=replay, speed=speed, duration=duration, console=console))
+    print_summary(result)
+
+
+if __name__ == "__main__":
+    app()

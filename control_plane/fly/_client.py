@@ -1,0 +1,384 @@
+"""Async client of the Fly Machines API (httpx), used against real Fly and the local engine.
+
+Every method names its spec operation (``../shared/specs/fly-machines-openapi.json``).
+Requests are rate limited per operation and identifier (Fly's documented limits, see
+``_ratelimit``), retried per ``_retry``, and non-2xx answers become :class:`FlyError`
+subclasses carrying the status code and Fly's ``error`` message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any
+
+import httpx
+import structlog
+
+from ._errors import FlyError, FlyNotFound, FlyTimeout, FlyUnavailable, error_from_response
+from ._models import App, Lease, Machine, MachineConfig, MachineEvent, WaitResult
+from ._ratelimit import RateLimiter
+from ._retry import RetryPolicy, retrying
+
+__all__ = ["FLY_API_BASE_URL", "FlyClient", "NONCE_HEADER"]
+
+log = structlog.get_logger("control_plane.fly")
+
+#: Public endpoint of the Machines API (inside Fly's network: ``http://_api.internal:4280``).
+FLY_API_BASE_URL = "https://api.machines.dev"
+#: Header carrying a held lease's nonce on mutating calls.
+NONCE_HEADER = "fly-machine-lease-nonce"
+#: ``Machines_wait`` blocks for at most 60 s per request; longer waits are chained.
+MAX_WAIT_PER_REQUEST_S = 60
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+DEFAULT_RETRY = RetryPolicy()
+
+
+def _duration(seconds: float) -> str:
+    """A Go duration string (``"10s"``, ``"0.5s"``) as ``StopRequest.timeout`` expects."""
+    return f"{seconds:g}s"
+
+
+def _authorization(token: str) -> str:
+    """``Bearer <token>``; macaroon tokens printed as ``FlyV1 fm2_...`` are sent as they are."""
+    token = token.strip()
+    return token if token.startswith("FlyV1 ") else f"Bearer {token}"
+
+
+class FlyClient:
+    """Client for one Fly app's Machines.
+
+    Args:
+        base_url: ``https://api.machines.dev`` or the local engine's base URL.
+        token: Fly API token (sent as ``Authorization: Bearer <token>``, or as it is when it
+            is a ``FlyV1 ...`` macaroon token from ``fly tokens create``).
+        app_name: the app whose Machines this client manages.
+        timeout_s: per-request timeout in seconds (waits get their wait time on top).
+        transport: an httpx transport (tests).
+        retry: retry policy (see ``_retry``).
+        rate_limiter: True for Fly's documented limits, False to disable, or a
+            :class:`RateLimiter` with other limits.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        app_name: str,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        rate_limiter: RateLimiter | bool = True,
+    ) -> None:
+        self.app_name = app_name
+        self._timeout_s = timeout_s
+        self._retry = retry
+        self._limiter = RateLimiter() if rate_limiter is True else (rate_limiter or None)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": _authorization(token), "User-Agent": "trader-runtime-control-plane"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> FlyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- transport -----------------------------------------------------------------------
+
+    async def _send_once(
+        self, operation: str, identifier: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        slot = self._limiter.slot(operation, identifier) if self._limiter is not None else nullcontext()
+        async with slot:
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except _NOT_SENT as exc:
+                raise FlyUnavailable(operation, None, f"cannot connect: {exc!r}", request_sent=False) from exc
+            except httpx.TransportError as exc:
+                raise FlyUnavailable(operation, None, f"transport error: {exc!r}") from exc
+        log.debug("fly request", operation=operation, method=method, path=path, status=response.status_code)
+        if response.is_success:
+            return response
+        raise error_from_response(operation, response)
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        identifier: str,
+        idempotent: bool,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        nonce: str | None = None,
+        timeout_s: float | None = None,
+    ) -> httpx.Response:
+        kwargs: dict[str, Any] = {}
+        if json is not None:
+            kwargs["json"] = json
+        if params:
+            kwargs["params"] = params
+        if nonce:
+            kwargs["headers"] = {NONCE_HEADER: nonce}
+        if timeout_s is not None:
+            kwargs["timeout"] = timeout_s
+        async for attempt in retrying(self._retry, idempotent=idempotent):
+            with attempt:
+                return await self._send_once(operation, identifier, method, path, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _machine_path(self, machine_id: str, suffix: str = "") -> str:
+        return f"/v1/apps/{self.app_name}/machines/{machine_id}{suffix}"
+
+    # -- apps ----------------------------------------------------------------------------
+
+    async def create_app(self, org_slug: str = "personal", *, network: str | None = None) -> None:
+        """Fly spec operation ``Apps_create`` for this client's app.
+
+        Raises FlyNameTaken (422) when the name is taken, FlyBadRequest, FlyAuthError.
+        """
+        body: dict[str, Any] = {"name": self.app_name, "org_slug": org_slug}
+        if network:
+            body["network"] = network
+        await self._call("Apps_create", "POST", "/v1/apps", identifier=self.app_name, idempotent=False, json=body)
+
+    async def get_app(self) -> App:
+        """Fly spec operation ``Apps_show``. Raises FlyNotFound."""
+        response = await self._call(
+            "Apps_show", "GET", f"/v1/apps/{self.app_name}", identifier=self.app_name, idempotent=True
+        )
+        return App.model_validate(response.json())
+
+    # -- machines ------------------------------------------------------------------------
+
+    async def create_machine(
+        self,
+        config: MachineConfig,
+        name: str | None = None,
+        region: str | None = None,
+        *,
+        skip_launch: bool = False,
+        lease_ttl_s: int | None = None,
+    ) -> Machine:
+        """Fly spec operation ``Machines_create``; the Machine boots unless ``skip_launch``.
+
+        With ``lease_ttl_s`` the Machine comes leased and ``Machine.nonce`` holds the nonce.
+        Raises FlyBadRequest (invalid config), FlyNameTaken, FlyNotFound (app), FlyAuthError.
+        Not retried on 5xx (a retry could create a second Machine).
+        """
+        body: dict[str, Any] = {"config": config.to_api()}
+        if name:
+            body["name"] = name
+        if region:
+            body["region"] = region
+        if skip_launch:
+            body["skip_launch"] = True
+        if lease_ttl_s:
+            body["lease_ttl"] = lease_ttl_s
+        response = await self._call(
+            "Machines_create", "POST", f"/v1/apps/{self.app_name}/machines",
+            identifier=self.app_name, idempotent=False, json=body,
+        )
+        return Machine.model_validate(response.json())
+
+    async def get_machine(self, machine_id: str) -> Machine:
+        """Fly spec operation ``Machines_show``. Raises FlyNotFound."""
+        response = await self._call(
+            "Machines_show", "GET", self._machine_path(machine_id), identifier=machine_id, idempotent=True
+        )
+        return Machine.model_validate(response.json())
+
+    async def list_machines(
+        self,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        region: str | None = None,
+        states: Sequence[str] | None = None,
+        include_deleted: bool = False,
+    ) -> list[Machine]:
+        """Fly spec operation ``Machines_list``; ``metadata`` filters by exact key/value
+        (``metadata.{key}`` query parameters), ``states`` by state."""
+        params: dict[str, str] = {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+        if region:
+            params["region"] = region
+        if states:
+            params["state"] = ",".join(states)
+        if include_deleted:
+            params["include_deleted"] = "true"
+        response = await self._call(
+            "Machines_list", "GET", f"/v1/apps/{self.app_name}/machines",
+            identifier=self.app_name, idempotent=True, params=params,
+        )
+        return [Machine.model_validate(item) for item in response.json() or []]
+
+    async def wait(
+        self,
+        machine_id: str,
+        state: str = "started",
+        timeout_s: float = 60.0,
+        *,
+        instance_id: str | None = None,
+        from_event_id: str | None = None,
+    ) -> WaitResult:
+        """Fly spec operation ``Machines_wait``: until the Machine is in ``state``
+        (``started``, ``stopped``, ``suspended``, ``destroyed``, ``failed``, ``settled``).
+
+        ``instance_id`` waits on that version (Fly wants it for ``stopped``). Waits longer
+        than 60 s are chained requests. Raises FlyTimeout after ``timeout_s`` seconds,
+        FlyNotFound, FlyBadRequest.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            chunk = max(1, min(MAX_WAIT_PER_REQUEST_S, math.ceil(deadline - time.monotonic())))
+            params: dict[str, Any] = {"state": state, "timeout": chunk}
+            if instance_id:
+                params["instance_id"] = instance_id
+            if from_event_id:
+                params["from_event_id"] = from_event_id
+            try:
+                response = await self._call(
+                    "Machines_wait", "GET", self._machine_path(machine_id, "/wait"),
+                    identifier=machine_id, idempotent=True, params=params, timeout_s=chunk + self._timeout_s,
+                )
+            except FlyTimeout:
+                if time.monotonic() >= deadline - 0.5:
+                    raise
+                continue
+            return WaitResult.model_validate(response.json() if response.content else {})
+
+    async def stop(
+        self,
+        machine_id: str,
+        *,
+        signal: str | None = None,
+        timeout_s: float | None = None,
+        lease_nonce: str | None = None,
+    ) -> None:
+        """Fly spec operation ``Machines_stop``: ``signal`` (default: the config's
+        ``stop_config``), SIGKILL after ``timeout_s`` seconds. Returns before the Machine
+        has stopped: ``wait(machine_id, "stopped")``. Raises FlyNotFound, LeaseHeld, FlyConflict."""
+        body: dict[str, Any] = {}
+        if signal:
+            body["signal"] = signal
+        if timeout_s is not None:
+            body["timeout"] = _duration(timeout_s)
+        await self._call(
+            "Machines_stop", "POST", self._machine_path(machine_id, "/stop"),
+            identifier=machine_id, idempotent=False, json=body or None, nonce=lease_nonce,
+        )
+
+    async def start(self, machine_id: str, *, lease_nonce: str | None = None) -> str | None:
+        """Fly spec operation ``Machines_start``; the previous state when Fly reports it.
+        Raises FlyConflict (412) when the Machine is already running, FlyNotFound, LeaseHeld."""
+        response = await self._call(
+            "Machines_start", "POST", self._machine_path(machine_id, "/start"),
+            identifier=machine_id, idempotent=False, nonce=lease_nonce,
+        )
+        body = response.json() if response.content else {}
+        return body.get("previous_state") if isinstance(body, dict) else None
+
+    async def update_machine(
+        self,
+        machine_id: str,
+        config: MachineConfig,
+        *,
+        skip_launch: bool = False,
+        current_version: str | None = None,
+        lease_nonce: str | None = None,
+    ) -> Machine:
+        """Fly spec operation ``Machines_update``: replace the whole config (new
+        ``instance_id``); a running Machine restarts with it. Raises FlyBadRequest,
+        FlyConflict (stale ``current_version``), LeaseHeld, FlyNotFound."""
+        body: dict[str, Any] = {"config": config.to_api()}
+        if skip_launch:
+            body["skip_launch"] = True
+        if current_version:
+            body["current_version"] = current_version
+        response = await self._call(
+            "Machines_update", "POST", self._machine_path(machine_id),
+            identifier=machine_id, idempotent=False, json=body, nonce=lease_nonce,
+        )
+        return Machine.model_validate(response.json())
+
+    async def destroy(self, machine_id: str, *, force: bool = False, lease_nonce: str | None = None) -> None:
+        """Fly spec operation ``Machines_delete``. A running Machine needs ``force``
+        (killed) or raises FlyConflict (412). Raises FlyNotFound, LeaseHeld."""
+        await self._call(
+            "Machines_delete", "DELETE", self._machine_path(machine_id),
+            identifier=machine_id, idempotent=False, params={"force": "true"} if force else None, nonce=lease_nonce,
+        )
+
+    async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
+        """Fly spec operation ``Machines_list_events``: newest ``limit`` (max 50) events first."""
+        response = await self._call(
+            "Machines_list_events", "GET", self._machine_path(machine_id, "/events"),
+            identifier=machine_id, idempotent=True, params={"limit": limit},
+        )
+        return [MachineEvent.model_validate(e) for e in response.json() or []]
+
+    # -- leases --------------------------------------------------------------------------
+
+    @staticmethod
+    def _lease(response: httpx.Response) -> Lease:
+        body = response.json()
+        # Fly's servers wrap it as {"status": "success", "data": {...}}; the spec's Lease is flat.
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        return Lease.model_validate(body)
+
+    async def acquire_lease(
+        self, machine_id: str, *, ttl_s: int = 30, description: str | None = None, nonce: str | None = None
+    ) -> Lease:
+        """Fly spec operation ``Machines_create_lease`` (``nonce`` refreshes a held lease).
+        Raises LeaseHeld when someone else holds it, FlyNotFound."""
+        body: dict[str, Any] = {"ttl": ttl_s}
+        if description:
+            body["description"] = description
+        response = await self._call(
+            "Machines_create_lease", "POST", self._machine_path(machine_id, "/lease"),
+            identifier=machine_id, idempotent=False, json=body, nonce=nonce,
+        )
+        return self._lease(response)
+
+    async def get_lease(self, machine_id: str) -> Lease:
+        """Fly spec operation ``Machines_show_lease``. Raises FlyNotFound when none is held."""
+        response = await self._call(
+            "Machines_show_lease", "GET", self._machine_path(machine_id, "/lease"),
+            identifier=machine_id, idempotent=True,
+        )
+        return self._lease(response)
+
+    async def release_lease(self, machine_id: str, nonce: str) -> None:
+        """Fly spec operation ``Machines_release_lease``. Raises FlyNotFound (no lease,
+        e.g. expired), LeaseHeld (another nonce)."""
+        await self._call(
+            "Machines_release_lease", "DELETE", self._machine_path(machine_id, "/lease"),
+            identifier=machine_id, idempotent=False, nonce=nonce,
+        )
+
+    @asynccontextmanager
+    async def lease(self, machine_id: str, *, ttl_s: int = 30, description: str | None = None) -> AsyncIterator[Lease]:
+        """``async with client.lease(id) as lease:`` pass ``lease_nonce=lease.nonce`` to
+        mutating calls inside; released on exit (a failed release is logged: the lease
+        expires after ``ttl_s`` anyway). Raises LeaseHeld when someone else holds it."""
+        held = await self.acquire_lease(machine_id, ttl_s=ttl_s, description=description)
+        try:
+            yield held
+        finally:
+            try:
+                await self.release_lease(machine_id, held.nonce)
+            except FlyNotFound:
+                pass
+            except FlyError as exc:
+                log.warning("lease release failed", machine_id=machine_id, error=str(exc))

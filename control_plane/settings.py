@@ -1,0 +1,55 @@
+"""Control-plane settings (environment variables, read once at the entry point).
+
+| Variable | Default | Meaning |
+|---|---|---|
+| DATABASE_URL | unset: embedded PostgreSQL under ``DATA_DIR/pg`` | Postgres DSN |
+| DATA_DIR | ``.data`` | local state: embedded Postgres, engine state, logs |
+| FLY_API_URL | unset: the local machines engine | Fly Machines API base URL (``https://api.machines.dev``) |
+| FLY_API_TOKEN | generated for the local engine | Fly API token |
+| FLY_APP_NAME | ``trader-machines`` | Fly app holding the machines |
+| FLY_REGION | ``iad`` | region of new machines |
+| MACHINE_IMAGE | ``registry.fly.io/trader-machines:latest`` | image of new machines |
+| MACHINE_TOKEN_SECRET | generated per local run | HMAC key deriving each machine's MACHINE_TOKEN |
+| ANALYSIS_HOST / ANALYSIS_PORT | ``127.0.0.1`` / ``8700`` | where ``serve`` listens for ``/analyze-signal`` |
+| ANALYSIS_URL | ``http://ANALYSIS_HOST:ANALYSIS_PORT/analyze-signal`` | the URL given to machines |
+| ANALYSIS_TOKEN | generated per local run | bearer token of the analysis endpoint |
+| BINANCE_WS_URL / BINANCE_REST_URL | Binance production | market data URLs given to machines |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ControlPlaneSettings", "machine_token"]
+
+
+class ControlPlaneSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".data")
+    fly_api_url: str | None = None
+    fly_api_token: SecretStr | None = None
+    fly_app_name: str = "trader-machines"
+    fly_region: str = "iad"
+    machine_image: str = "registry.fly.io/trader-machines:latest"
+    machine_token_secret: SecretStr | None = None
+    analysis_host: str = "127.0.0.1"
+    analysis_port: int = 8700
+    analysis_url: str | None = None
+    analysis_token: SecretStr | None = None
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
+
+
+def machine_token(secret: str, user_id: str) -> str:
+    """The bearer token of a user's machine: ``HMAC-SHA256(secret, user_id)`` hex.
+
+    Derived rather than stored, so no token sits in the database.
+    """
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,7 @@
+"""``python -m exchange_sim --replay DIR [--port N] [--speed N] [--start TIME] [--symbols A,B]``."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""``python -m exchange_sim``: run the simulator until SIGINT/SIGTERM.
+
+The first line of stdout is the base URL (flushed at once), so a parent process
+can read it; logs are structlog JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from ._errors import ExchangeSimError
+from ._intervals import parse_time
+from ._server import Simulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m exchange_sim",
+        description="Local Binance spot market-data simulator replaying recorded 1m klines.",
+    )
+    parser.add_argument("--replay", required=True, type=Path, help="folder of 1m kline files")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    parser.add_argument("--speed", type=float, default=60.0, help="replay ms per wall ms (default 60)")
+    parser.add_argument("--start", type=parse_time, default=None, help="ISO-8601 UTC time or ms since the epoch")
+    parser.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
+    parser.add_argument("--updates-per-minute", type=int, default=2, help="in-progress updates per 1m candle")
+    parser.add_argument("--stop-at-end", action="store_true", help="exit after the last minute of data")
+    parser.add_argument("--exchange-info", type=Path, default=None, help="recorded exchangeInfo.json")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+    sim = Simulator(
+        args.replay, speed=args.speed, start_ms=args.start, symbols=symbols, host=args.host,
+        port=args.port, updates_per_minute=args.updates_per_minute, stop_at_end=args.stop_at_end,
+        exchange_info_path=args.exchange_info,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with sim:
+        print(sim.base_url, flush=True)
+        waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
+        if args.stop_at_end:
+            waiters.append(asyncio.create_task(sim.wait_ended()))
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        return asyncio.run(_serve(args))
+    except (ExchangeSimError, ValueError, OSError) as exc:
+        print(f"exchange_sim: error: {exc}", file=sys.stderr, flush=True)
+        return 2

@@ -1,0 +1,223 @@
+"""The :class:`Simulator`: a localhost Binance spot market-data server replaying 1m files."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+
+from ._errors import ReplayDataError
+from ._exchange_info import ExchangeInfo, find_exchange_info
+from ._files import ReplayIndex
+from ._history import MarketHistory
+from ._intervals import DAY_MS, format_time, parse_time
+from ._replay import ReplayClock, Replayer
+from ._rest import RestApi
+from ._ticker import TickerCalculator
+from ._ws import StreamHub, WebSocketEndpoint
+
+_log = structlog.get_logger("exchange_sim")
+
+#: Default replay start: a day on which all 94 shared symbols are complete, with
+#: ~4 weeks of 1m history before it (shared/data/binance/SOURCES.md).
+DEFAULT_START_MS = parse_time("2021-05-01T00:00:00Z")
+
+
+class Simulator:
+    """A Binance spot market-data server on localhost, replaying recorded 1m klines.
+
+    REST lives under ``rest_url + "/api/v3"``; the combined stream at
+    ``ws_url + "/stream?streams=..."`` and raw streams at ``ws_url + "/ws/<stream>"``.
+    See the package README for what is served and how missing fields are derived.
+
+    Args:
+        replay_dir: folder of 1m kline files (or the root of ``shared/data/binance``).
+        speed: replay ms per wall ms (60: one 1m candle per second); > 0.
+        start_ms: replay start, ms since the epoch UTC. Default 2021-05-01T00:00Z when the
+            data covers it, else 28 days (at most half the span) after the first day.
+        symbols: symbols to replay (default: every symbol with files).
+        host, port: where to listen; port 0 picks a free port.
+        updates_per_minute: in-progress kline/ticker updates per 1m candle (default 2).
+        stop_at_end: freeze the clock after the last minute of data (see ``wait_ended``).
+        exchange_info_path: recorded ``exchangeInfo.json`` (default: found next to or
+            above ``replay_dir``; none found: synthesized from the symbols).
+        ping_interval, pong_timeout: WebSocket keep-alive, in wall seconds.
+
+    Raises:
+        ReplayDataError: no data in ``replay_dir``, or a requested symbol has no files.
+        ValueError: speed <= 0 or updates_per_minute < 0.
+    """
+
+    def __init__(
+        self,
+        replay_dir: Path,
+        *,
+        speed: float = 60.0,
+        start_ms: int | None = None,
+        symbols: Sequence[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        updates_per_minute: int = 2,
+        stop_at_end: bool = False,
+        exchange_info_path: Path | None = None,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 60.0,
+    ) -> None:
+        self._index = ReplayIndex.scan(Path(replay_dir))
+        if symbols is None:
+            chosen = self._index.symbols
+        else:
+            chosen = list(dict.fromkeys(s.upper() for s in symbols))
+            missing = [s for s in chosen if s not in self._index.days]
+            if missing:
+                raise ReplayDataError(f"no 1m files for {', '.join(missing)} in {self._index.root}")
+            if not chosen:
+                raise ReplayDataError("symbols= selects no symbol")
+        self._symbols = chosen
+        if start_ms is None:
+            start_ms = self._default_start()
+        self._clock = ReplayClock(start_ms, speed)
+        self._history = MarketHistory(self._index)
+        self._tickers = TickerCalculator(self._history)
+        info_path = exchange_info_path or find_exchange_info(Path(replay_dir))
+        self._info = ExchangeInfo(info_path, chosen)
+        self._hub = StreamHub(chosen)
+        self._ws = WebSocketEndpoint(self._hub, ping_interval=ping_interval, pong_timeout=pong_timeout)
+        self._rest = RestApi(self._history, self._tickers, self._info, self._clock, chosen)
+        self._replayer = Replayer(
+            self._history, self._tickers, self._hub, self._clock, chosen,
+            updates_per_minute=updates_per_minute, stop_at_end=stop_at_end,
+        )  # fmt: skip
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bound_port: int | None = None
+
+    def _default_start(self) -> int:
+        firsts = [self._index.first_day(s) for s in self._symbols]
+        lasts = [self._index.last_day(s) for s in self._symbols]
+        if min(firsts) <= DEFAULT_START_MS <= max(lasts):
+            return DEFAULT_START_MS
+        span = max(lasts) + DAY_MS - min(firsts)
+        return min(firsts) + min(28 * DAY_MS, span // 2 // DAY_MS * DAY_MS)
+
+    # ----- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind, serve, and start the replay clock. Raises OSError if the port is taken."""
+        if self._runner is not None:
+            raise RuntimeError("Simulator already started")
+        app = web.Application()
+        app.router.add_routes(self._rest.routes())
+        app.router.add_get("/stream", self._ws.combined)
+        app.router.add_get("/ws", self._ws.raw)
+        app.router.add_get("/ws/{streams:.*}", self._ws.raw)
+        # 1024 stream names make a ~25 KB request line; aiohttp's default limit is 8 KB.
+        runner = web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._bound_port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+        self._runner = runner
+        self._clock.start()
+        self._task = asyncio.create_task(self._replayer.run(), name="exchange_sim.replay")
+        _log.info(
+            "simulator_started", url=self.base_url, symbols=len(self._symbols), speed=self._clock.speed,
+            start=format_time(self._clock.start_ms), data=str(self._index.root),
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        """Stop the replay, close every WebSocket (code 1001) and the listener."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for conn in list(self._hub.connections):
+            await conn.ws.close(code=1001, message=b"server shutdown")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        _log.info("simulator_stopped")
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def wait_ended(self, timeout: float | None = None) -> None:
+        """Wait until the replay reached the end of the data (needs ``stop_at_end``).
+
+        Raises asyncio.TimeoutError after ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._replayer.ended.wait(), timeout)
+
+    # ----- addresses and state -------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._bound_port is None:
+            raise RuntimeError("Simulator not started")
+        return self._bound_port
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (REST API under ``/api/v3``)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Same as ``base_url``; python-binance: ``client.API_URL = rest_url + "/api"``."""
+        return self.base_url
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://HOST:PORT``; combined stream at ``ws_url + "/stream?streams=..."``."""
+        return "ws" + self.base_url[len("http") :]
+
+    def now_ms(self) -> int:
+        """The replay clock: ms since the epoch UTC."""
+        return self._clock.now_ms()
+
+    @property
+    def start_ms(self) -> int:
+        return self._clock.start_ms
+
+    @property
+    def speed(self) -> float:
+        return self._clock.speed
+
+    @property
+    def symbols(self) -> list[str]:
+        """The replayed symbols (upper case), sorted."""
+        return list(self._symbols)
+
+    @property
+    def history(self) -> MarketHistory:
+        """Read access to the replayed data (for tests and tools)."""
+        return self._history
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Replay counters: ticks processed and in-progress ticks skipped while behind."""
+        return {
+            "ticks": self._replayer.ticks,
+            "skipped_ticks": self._replayer.skipped_ticks,
+            "connections": len(self._hub.connections),
+        }

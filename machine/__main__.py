@@ -1,0 +1,36 @@
+"""``trader-machine``: run one subscriber's machine (settings from the environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    from machine.logs import configure_logging
+    from machine.persistence import SchemaMismatch
+    from machine.settings import SettingsError, load_settings
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"trader-machine: invalid setting {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+
+    from machine.orchestrator import Machine
+
+    try:
+        code = asyncio.run(Machine(settings).run())
+    except SchemaMismatch as exc:
+        print(f"trader-machine: {exc}", file=sys.stderr)
+        sys.exit(3)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

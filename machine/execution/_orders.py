@@ -1,0 +1,56 @@
+"""Order requests, fills and the executor interface shared by paper and live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+from uuid import UUID
+
+__all__ = ["Executor", "Fill", "OrderRequest", "client_order_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market order. ``quantity`` in the base asset; ``side`` BUY or SELL."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An executed order: average ``price`` in the quote asset, ``fee`` in ``fee_asset``."""
+
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    order_id: int | None = None
+
+
+class Executor(Protocol):
+    """Sends one order and returns its fill (paper: simulated; live: Binance)."""
+
+    async def submit(self, order: OrderRequest) -> Fill: ...
+
+
+def client_order_id(position_id: UUID, purpose: str, attempt: int = 1) -> str:
+    """Deterministic client order id of a position's opening or closing order.
+
+    ``"o"``/``"c"`` + two-digit attempt + the position UUID's 32 hex digits
+    (35 chars; Binance ``newClientOrderId`` allows ``^[.A-Z:/a-z0-9_-]{1,36}$``).
+    The same position, purpose and attempt always give the same id, so a resent
+    order is recognised by the exchange. A new attempt is only made after the
+    previous intent was cancelled without reaching the exchange.
+
+    Raises:
+        ValueError: unknown purpose or attempt outside 1..99.
+    """
+    if purpose not in ("open", "close"):
+        raise ValueError(f"purpose must be open or close, got {purpose!r}")
+    if not 1 <= attempt <= 99:
+        raise ValueError(f"attempt must be 1..99, got {attempt}")
+    return f"{purpose[0]}{attempt:02d}{position_id.hex}"

@@ -1,0 +1,426 @@
+"""The machine's orchestrator: wires market data, store, timers, screener,
+sandbox, signal pipeline, execution, position monitor, persistence and HTTP.
+
+Start order: database (schema gate) -> exchange symbols -> store -> traders
+(compiled in the sandbox; broken ones go to ``error``) -> market feed (stream,
+then REST backfill) -> recovery of open positions and watched signals ->
+timers, position monitor, heartbeat, HTTP. Shutdown reverses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import structlog
+from aiohttp import web
+
+from machine.analysis import AnalysisClient
+from machine.execution import ExecutionService, PaperExecutor, SymbolRules
+from machine.http import MetricsSnapshot, create_app
+from machine.market import BinanceRest, MarketFeed
+from machine.persistence import (
+    AnalysisRepository,
+    MachineRepository,
+    PositionRecord,
+    SignalRepository,
+    TraderRepository,
+    TradingRepository,
+    check_schema,
+    open_pool,
+)
+from machine.positions import PositionMonitor
+from machine.screener import Screener, TraderRuntime
+from machine.settings import MachineSettings
+from machine.signals import SignalPipeline
+from machine.store import MarketStore
+from machine.timers import INTERVAL_MS, Schedule, ScheduleError, Timers, parse_schedule
+from machine.traders import TraderConfig
+from sandbox import FilterRejected, SandboxPool
+
+__all__ = ["Machine"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Loaded:
+    runtime: TraderRuntime
+    check: Schedule
+    reanalysis: Schedule
+
+
+class Machine:
+    """One subscriber's machine. ``await Machine(settings).run()`` runs until shutdown."""
+
+    def __init__(self, settings: MachineSettings) -> None:
+        self.settings = settings
+        self.user_id: UUID = settings.user_id
+        self._log = log.bind(user_id=str(self.user_id))
+        self._started = time.monotonic()
+        self._stopped = asyncio.Event()
+        self._traders: dict[UUID, _Loaded] = {}
+        self._reload_lock = asyncio.Lock()
+        self._shutting_down = False
+        self._runner: web.AppRunner | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.heartbeats = 0
+        self.http_port: int | None = None
+
+    # ================================================================ lifecycle
+    async def run(self) -> int:
+        """Start, serve until ``/shutdown`` or SIGTERM/SIGINT, stop. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self._on_signal(s)))
+        await self.start()
+        await self._stopped.wait()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        return 0
+
+    async def start(self) -> None:
+        s = self.settings
+        self._pool = await open_pool(s.database_url.get_secret_value())
+        version = await check_schema(self._pool)
+        self._trader_repo = TraderRepository(self._pool)
+        self._signal_repo = SignalRepository(self._pool)
+        self._analysis_repo = AnalysisRepository(self._pool)
+        self._trading_repo = TradingRepository(self._pool)
+        self._machine_repo = MachineRepository(self._pool)
+
+        self._rest = BinanceRest(s.binance_rest_url)
+        infos = await self._rest.exchange_symbols(s.quote_asset)
+        self._rules = {
+            i.symbol: SymbolRules(i.tick_size, i.step_size, i.min_qty, i.min_notional) for i in infos
+        }
+        self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
+        self.timers = Timers(close_grace_s=s.close_grace_s)
+        self.store.add_close_listener(self.timers.on_kline_closed)
+
+        traders = await self._trader_repo.load_active(self.user_id)
+        for tf in {tf for t in traders for tf in t.timeframes if tf in INTERVAL_MS}:
+            self.store.ensure_interval(tf)
+        self.sandbox = SandboxPool(
+            self.store.market_spec(), workers=s.sandbox_workers, batch_timeout_s=s.sandbox_batch_timeout_s
+        )
+        await self.sandbox.start()
+
+        self.analysis = AnalysisClient(
+            s.analysis_url, s.analysis_token.get_secret_value(), timeout_s=s.analysis_timeout_s,
+            max_attempts=s.analysis_attempts,
+        )
+        self.monitor = PositionMonitor(self.store.last_price, self._close_position, s.monitor_interval_s)
+        self.execution = ExecutionService(
+            user_id=self.user_id,
+            repo=self._trading_repo,
+            executors={"paper": PaperExecutor(self.store.last_price, s.paper_fee_rate, s.quote_asset)},
+            rules=self._rules.get,
+            last_price=self.store.last_price,
+            quote_asset=s.quote_asset,
+            start_balance=s.paper_start_balance,
+            on_opened=self.monitor.track,
+            on_closed=self._on_position_closed,
+        )
+        self.pipeline = SignalPipeline(
+            user_id=self.user_id,
+            signals=self._signal_repo,
+            analyses=self._analysis_repo,
+            trading=self._trading_repo,
+            analysis=self.analysis,
+            execution=self.execution,
+            windows=lambda sym, tf: self.store.klines(sym, tf),
+            ticker=self.store.ticker,
+            last_price=self.store.last_price,
+        )
+        self.screener = Screener(self.sandbox, self.pipeline.on_match, self._on_trader_broken, self._market_time_ms)
+
+        await self._apply_traders(traders)
+        self.feed = MarketFeed(self._rest, s.binance_ws_url, self.store)
+        await self.feed.start(*self._subscriptions())
+        await self._recover()
+
+        self.timers.start()
+        self.monitor.start()
+        await self._heartbeat_once()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        app = create_app(self, s.machine_token.get_secret_value())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http_host, s.http_port)
+        await site.start()
+        self.http_port = self._runner.addresses[0][1] if self._runner.addresses else s.http_port
+        self._log.info("machine_started", schema_version=version, traders=len(self._traders),
+                       symbols=len(self._rules), http_port=self.http_port,
+                       sandbox=dict(self.sandbox.health()))
+
+    async def _teardown(self, reason: str) -> dict[str, Any]:
+        self._shutting_down = True
+        self.timers.shutdown()
+        await self.monitor.stop()
+        await self.pipeline.drain()
+        await self.feed.stop()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        await self._heartbeat_once()
+        open_positions = len(await self._trading_repo.open_positions(self.user_id))
+        watching = len(await self._signal_repo.watching(self.user_id))
+        await self.sandbox.stop()
+        await self._rest.close()
+        await self.analysis.aclose()
+        await self._pool.close()
+        self.store.close()
+        self._log.info("machine_stopped", reason=reason, open_positions=open_positions, watching_signals=watching)
+        return {"openPositions": open_positions, "watchingSignals": watching}
+
+    async def _on_signal(self, sig: int) -> None:
+        if not self._shutting_down:
+            await self._teardown(f"signal {signal.Signals(sig).name}")
+            self._stopped.set()
+
+    # ================================================================ traders
+    def _symbols_for(self, trader: TraderConfig) -> list[str]:
+        if trader.symbols is None:
+            return sorted(self._rules)
+        return [s for s in trader.symbols if s in self._rules]
+
+    def _subscriptions(self) -> tuple[set[tuple[str, str]], set[str]]:
+        pairs: set[tuple[str, str]] = set()
+        tickers: set[str] = set()
+        for loaded in self._traders.values():
+            syms = [s for s, _ in loaded.runtime.symbols]
+            tickers.update(syms)
+            for tf in loaded.runtime.config.timeframes:
+                pairs.update((s, tf) for s in syms)
+            if loaded.check.kind == "close":
+                pairs.update((s, loaded.check.interval) for s in syms)
+        return pairs, tickers
+
+    async def _validate(self, trader: TraderConfig) -> tuple[Schedule, Schedule]:
+        check = parse_schedule(trader.check_interval)
+        reanalysis = parse_schedule(trader.reanalysis_interval)
+        bad = [tf for tf in trader.timeframes if tf not in INTERVAL_MS]
+        if bad:
+            raise ScheduleError(f"unknown timeframe(s) {', '.join(bad)}")
+        if trader.mode != "paper":
+            raise ScheduleError("live mode is not enabled on this machine yet; set mode to 'paper'")
+        if not self._symbols_for(trader):
+            raise ScheduleError(f"none of the symbols {list(trader.symbols or [])} is a TRADING {self.settings.quote_asset} symbol")
+        return check, reanalysis
+
+    async def _load_trader(self, trader: TraderConfig) -> bool:
+        tlog = self._log.bind(trader_id=str(trader.id))
+        try:
+            check, reanalysis = await self._validate(trader)
+            for tf in set(trader.timeframes) | ({check.interval} if check.kind == "close" else set()):
+                self.store.ensure_interval(tf)
+            await self.sandbox.set_market(self.store.market_spec())
+            filter_id = f"{trader.id}:{trader.version}"
+            await self.sandbox.load(filter_id, trader.filter_code)
+        except (ScheduleError, FilterRejected) as exc:
+            await self._trader_repo.set_error(trader.id, str(exc))
+            tlog.warning("trader_rejected", error=str(exc))
+            return False
+        symbols = [(s, self.store.slot(s)) for s in self._symbols_for(trader)]
+        rt = TraderRuntime(config=trader, symbols=symbols, filter_id=filter_id)
+        self._traders[trader.id] = _Loaded(rt, check, reanalysis)
+        await self._trading_repo.ensure_account(trader.id, self.user_id, self.settings.paper_start_balance,
+                                                self.settings.quote_asset)
+        self._schedule(rt, check, reanalysis)
+        tlog.info("trader_loaded", symbols=len(symbols), check_interval=trader.check_interval)
+        return True
+
+    def _schedule(self, rt: TraderRuntime, check: Schedule, reanalysis: Schedule) -> None:
+        key = str(rt.config.id)
+        syms = frozenset(s for s, _ in rt.symbols)
+        if check.kind == "fixed":
+            async def fixed_tick() -> None:
+                await self.screener.tick(rt, closed_only=False, tick_id=int(time.time()))
+            self.timers.add_fixed(key, check.seconds, fixed_tick)
+        else:
+            interval_ms = INTERVAL_MS[check.interval]
+
+            async def close_tick(open_time_ms: int) -> None:
+                await self.screener.tick(rt, closed_only=True, tick_id=open_time_ms // 1000,
+                                         market_time_ms=open_time_ms + interval_ms)
+            self.timers.add_close(key, check.interval, syms, close_tick)
+
+        async def reanalyse(*_: int) -> None:
+            await self.pipeline.reanalyse(rt.config, self._market_time_ms())
+        if reanalysis.kind == "fixed":
+            self.timers.add_fixed(key + ":re", reanalysis.seconds, reanalyse)
+        else:
+            self.timers.add_close(key + ":re", reanalysis.interval, syms, reanalyse)
+
+    async def _unload_trader(self, trader_id: UUID) -> None:
+        loaded = self._traders.pop(trader_id, None)
+        if loaded is None:
+            return
+        self.timers.remove(str(trader_id))
+        self.timers.remove(str(trader_id) + ":re")
+        await self.sandbox.unload(loaded.runtime.filter_id)
+
+    async def _apply_traders(self, traders: Iterable[TraderConfig]) -> dict[str, int]:
+        wanted = {t.id: t for t in traders}
+        counts = {"added": 0, "changed": 0, "removed": 0, "rejected": 0}
+        for trader_id in [tid for tid in self._traders if tid not in wanted]:
+            await self._unload_trader(trader_id)
+            counts["removed"] += 1
+        for trader in wanted.values():
+            current = self._traders.get(trader.id)
+            if current is not None and current.runtime.config.fingerprint == trader.fingerprint:
+                continue
+            if current is not None:
+                await self._unload_trader(trader.id)
+            ok = await self._load_trader(trader)
+            counts["changed" if current is not None else "added"] += ok
+            counts["rejected"] += not ok
+        return counts
+
+    async def _on_trader_broken(self, rt: TraderRuntime, reason: str) -> None:
+        await self._trader_repo.set_error(rt.config.id, reason)
+        await self._unload_trader(rt.config.id)
+        self._log.error("trader_error", trader_id=str(rt.config.id), error=reason)
+
+    # ================================================================ positions
+    async def _close_position(self, position: PositionRecord, reason: str) -> Any:
+        return await self.execution.close(position, reason)
+
+    def _on_position_closed(self, position: PositionRecord, reason: str) -> None:
+        self.monitor.forget(position.id)
+        self.pipeline.release(position.trader_id, position.symbol)
+
+    async def _recover(self) -> None:
+        cancelled = 0
+        for trade in await self._trading_repo.pending_trades(self.user_id):
+            # A paper intent is filled in the same transaction that books it, so a
+            # pending one never filled: cancel it. (Live intents will be reconciled
+            # with the exchange by client order id.)
+            await self._trading_repo.cancel_trade(trade, "interrupted before fill (machine restarted)")
+            cancelled += 1
+        interrupted = await self._signal_repo.close_interrupted(self.user_id)
+        positions = await self._trading_repo.open_positions(self.user_id)
+        for position in positions:
+            self.monitor.track(position)
+            self.pipeline.mark_busy(position.trader_id, position.symbol)
+        watching = await self._signal_repo.watching(self.user_id)
+        for sig in watching:
+            self.pipeline.mark_busy(sig.trader_id, sig.symbol, watching=True)
+        self._log.info("recovered", open_positions=len(positions), watching_signals=len(watching),
+                       cancelled_intents=cancelled, interrupted_signals=interrupted)
+
+    # ================================================================ heartbeat
+    async def _heartbeat_once(self) -> None:
+        try:
+            stats = {"traders": len(self._traders), "symbols": len({s for lt in self._traders.values() for s, _ in lt.runtime.symbols}),
+                     "openPositions": len(self.monitor.positions), "newestKlineAgeMs": self._kline_age_ms()}
+            await self._machine_repo.heartbeat(self.user_id, self.settings.machine_id, stats)
+            self.heartbeats += 1
+        except Exception as exc:
+            self._log.warning("heartbeat_failed", error=str(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            await self._heartbeat_once()
+
+    # ================================================================ control (HTTP)
+    def _market_time_ms(self) -> int:
+        newest = self.store.newest_kline_ms()
+        return int(newest) if newest else int(time.time() * 1000)
+
+    def _kline_age_ms(self) -> int | None:
+        received = self.store.newest_kline_received_ms()
+        return None if received is None else max(0, int(time.time() * 1000) - int(received))
+
+    def health(self) -> dict[str, Any]:
+        feed = self.feed.stats().as_dict()
+        age = self._kline_age_ms()
+        connected = bool(feed.get("connected"))
+        status = "healthy" if connected and age is not None and age < 60_000 else "degraded"
+        return {
+            "status": status,
+            "uptime": int(time.monotonic() - self._started),
+            "activeTraders": len(self._traders),
+            "openPositions": len(self.monitor.positions),
+            "websocketConnected": connected,
+            "newestKlineAgeMs": age,
+            "sandbox": dict(self.sandbox.health()),
+        }
+
+    def metrics(self) -> MetricsSnapshot:
+        hour_ago = time.time() - 3600
+        checked = triggered = 0
+        overruns = symbol_errors = 0
+        for loaded in self._traders.values():
+            rt = loaded.runtime
+            overruns += rt.overruns
+            symbol_errors += rt.symbol_errors
+            for ts, n, m in reversed(rt.history):
+                if ts < hour_ago:
+                    break
+                checked += n
+                triggered += m
+        feed = self.feed.stats().as_dict()
+        newest = self.store.newest_kline_ms()
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return MetricsSnapshot(
+            active_traders=len(self._traders),
+            signals_checked_1h=checked,
+            signals_triggered_1h=triggered,
+            open_positions=len(self.monitor.positions),
+            watching_signals=self.pipeline.watching_count,
+            memory_usage_mb=_rss_mb() or rss_kb / 1024,
+            websocket_status="connected" if feed.get("connected") else "disconnected",
+            last_kline_update=datetime.fromtimestamp(newest / 1000, tz=timezone.utc).isoformat() if newest else None,
+            counters={
+                "screening_ticks_total": self.screener.ticks,
+                "tick_overruns_total": self.screener.overruns + self.timers.skipped,
+                "filter_symbol_errors_total": symbol_errors,
+                "signals_created_total": self.pipeline.signals_created,
+                "analyses_total": self.pipeline.analyses,
+                "analysis_failures_total": self.pipeline.analysis_failures,
+                "decisions_rejected_total": self.pipeline.decisions_rejected,
+                "orders_sent_total": self.execution.orders_sent,
+                "orders_failed_total": self.execution.orders_failed,
+                "position_exits_total": self.monitor.exits,
+                "heartbeats_total": self.heartbeats,
+                "stream_messages_total": float(feed.get("messages", 0)),
+                "stream_malformed_total": float(feed.get("malformed", 0)),
+                "stream_reconnects_total": float(feed.get("reconnects", 0)),
+            },
+            gauges={"newest_kline_age_ms": float(self._kline_age_ms() or 0)},
+        )
+
+    async def reload_traders(self) -> dict[str, Any]:
+        async with self._reload_lock:
+            traders = await self._trader_repo.load_active(self.user_id)
+            counts = await self._apply_traders(traders)
+            await self.feed.update(*self._subscriptions())
+        self._log.info("traders_reloaded", loaded=len(self._traders), **counts)
+        return {"success": True, "tradersLoaded": len(self._traders), **counts}
+
+    async def shutdown(self, reason: str) -> dict[str, Any]:
+        if self._shutting_down:
+            return {"success": True, "message": "Machine already shutting down"}
+        summary = await self._teardown(reason)
+        asyncio.get_running_loop().call_later(0.05, self._stopped.set)
+        return {"success": True, "message": "Machine shutting down gracefully", **summary}
+
+
+def _rss_mb() -> float | None:
+    """Current resident set size from /proc (Linux), in MB."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
+    except (OSError, ValueError, IndexError):
+        return None

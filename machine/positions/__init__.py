@@ -1,0 +1,5 @@
+"""Open positions: stop-loss / take-profit monitoring."""
+
+from machine.positions._monitor import PositionMonitor, exit_reason
+
+__all__ = ["PositionMonitor", "exit_reason"]

@@ -1,0 +1,128 @@
+"""One screening tick = one sandbox batch for one trader.
+
+A trader's whole symbol list goes to the sandbox in one round trip. A tick that
+starts while the trader's previous one is still running is skipped and counted
+(``overruns``), never queued. Outcomes that hit a sandbox limit (timeout,
+memory, crash) or where every symbol errored count as failures; three failed
+ticks in a row put the trader in ``error`` with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from machine.traders import TraderConfig
+from sandbox import BatchResult, SandboxPool
+
+__all__ = ["Screener", "TraderRuntime"]
+
+log = structlog.get_logger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 3
+_LIMIT_OUTCOMES = frozenset({"timeout", "memory", "crashed"})
+
+
+@dataclass
+class TraderRuntime:
+    """Mutable run state of one loaded trader."""
+
+    config: TraderConfig
+    symbols: list[tuple[str, int]]          # (symbol, store slot)
+    filter_id: str
+    running: bool = False
+    failures: int = 0
+    ticks: int = 0
+    overruns: int = 0
+    matches: int = 0
+    symbol_errors: int = 0
+    checked: int = 0
+    last_tick_ms: float = 0.0
+    last_outcome: str = ""
+    history: list[tuple[float, int, int]] = field(default_factory=list)   # (wall s, checked, matched)
+
+
+MatchHandler = Callable[[TraderConfig, str, int], Awaitable[None]]
+BrokenHandler = Callable[[TraderRuntime, str], Awaitable[None]]
+
+
+class Screener:
+    """Runs ticks and hands matches to the signal pipeline.
+
+    Args:
+        sandbox: the worker pool.
+        on_match: ``(trader, symbol, market_time_ms)`` for each matching symbol.
+        on_broken: called once when a trader reaches the failure limit.
+        market_time_ms: the exchange's current time (for fixed ticks).
+    """
+
+    def __init__(
+        self,
+        sandbox: SandboxPool,
+        on_match: MatchHandler,
+        on_broken: BrokenHandler,
+        market_time_ms: Callable[[], int],
+    ) -> None:
+        self._sandbox = sandbox
+        self._on_match = on_match
+        self._on_broken = on_broken
+        self._market_time_ms = market_time_ms
+        self.ticks = 0
+        self.overruns = 0
+
+    async def tick(self, rt: TraderRuntime, *, closed_only: bool, tick_id: int, market_time_ms: int | None = None) -> BatchResult | None:
+        """Evaluate the trader's filter over all its symbols once; None when skipped."""
+        if rt.running:
+            rt.overruns += 1
+            self.overruns += 1
+            log.warning("tick_overrun", trader_id=str(rt.config.id), user_id=str(rt.config.user_id))
+            return None
+        if not rt.symbols:
+            return None
+        rt.running = True
+        started = time.perf_counter()
+        try:
+            result = await self._sandbox.evaluate(
+                rt.filter_id, rt.symbols, rt.config.timeframes, closed_only=closed_only, tick_id=tick_id
+            )
+        finally:
+            rt.running = False
+        rt.last_tick_ms = (time.perf_counter() - started) * 1000
+        rt.ticks += 1
+        self.ticks += 1
+        rt.last_outcome = result.outcome
+        rt.checked += result.evaluated
+        rt.symbol_errors += len(result.errors)
+        rt.history.append((time.time(), result.evaluated, len(result.matches)))
+        if len(rt.history) > 4096:
+            del rt.history[:1024]
+        failure = self._failure_reason(result)
+        if failure:
+            rt.failures += 1
+            log.warning("tick_failed", trader_id=str(rt.config.id), outcome=result.outcome, detail=failure,
+                        consecutive=rt.failures)
+            if rt.failures >= MAX_CONSECUTIVE_FAILURES:
+                await self._on_broken(rt, f"filter failed {rt.failures} ticks in a row: {failure}")
+            return result
+        rt.failures = 0
+        if result.errors:
+            sample_symbol, sample = next(iter(result.errors.items()))
+            log.info("filter_symbol_errors", trader_id=str(rt.config.id), errors=len(result.errors),
+                     symbol=sample_symbol, error=sample[:300])
+        when = market_time_ms if market_time_ms is not None else self._market_time_ms()
+        for symbol in sorted(result.matches):
+            rt.matches += 1
+            await self._on_match(rt.config, symbol, when)
+        return result
+
+    @staticmethod
+    def _failure_reason(result: BatchResult) -> str | None:
+        if result.outcome in _LIMIT_OUTCOMES or result.outcome == "error":
+            return f"{result.outcome}: {result.detail}".strip(": ")
+        if result.evaluated and len(result.errors) >= result.evaluated:
+            first = next(iter(result.errors.values()))
+            return f"every symbol raised an error, e.g. {first}"
+        return None

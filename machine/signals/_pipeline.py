@@ -1,0 +1,250 @@
+"""Signal pipeline: match -> signal row -> analysis -> stored decision -> execution.
+
+Order of effects (each persisted before the next step):
+
+1. a ``signals`` row (status ``new``) before the analysis call;
+2. the analysis result in ``analysis_history`` (also when it is invalid or
+   unknown: stored with ``executable = false`` and never executed);
+3. execution through :class:`~machine.execution.ExecutionService`, which writes
+   the order intent before the order.
+
+Deduplication: while a trader has a signal in flight or being watched, or a
+position open on a symbol, further matches of that symbol are ignored; and at
+most one signal per trader, symbol and candle of the trader's first interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from machine.analysis import AnalysisClient, AnalysisDecision, AnalysisError, AnalysisRequest, OpenPosition
+from machine.execution import ExecutionService, NoPrice, RiskDenied
+from machine.persistence import AnalysisRepository, PositionRecord, SignalRecord, SignalRepository, TradingRepository
+from machine.signals._payload import build_market_payload
+from machine.timers import INTERVAL_MS
+from machine.traders import TraderConfig
+
+__all__ = ["SignalPipeline"]
+
+log = structlog.get_logger(__name__)
+
+
+class SignalPipeline:
+    """Handles matches and re-analyses for one user's traders."""
+
+    def __init__(
+        self,
+        *,
+        user_id: UUID,
+        signals: SignalRepository,
+        analyses: AnalysisRepository,
+        trading: TradingRepository,
+        analysis: AnalysisClient,
+        execution: ExecutionService,
+        windows: Callable[[str, str], Any],
+        ticker: Callable[[str], dict[str, Any] | None],
+        last_price: Callable[[str], Decimal | None],
+        max_concurrent: int = 8,
+    ) -> None:
+        self._user_id = user_id
+        self._signals = signals
+        self._analyses = analyses
+        self._trading = trading
+        self._analysis = analysis
+        self._execution = execution
+        self._windows = windows
+        self._ticker = ticker
+        self._last_price = last_price
+        self._limit = asyncio.Semaphore(max_concurrent)
+        self._busy: set[tuple[UUID, str]] = set()
+        self._watching: set[tuple[UUID, str]] = set()
+        self._last_candle: dict[tuple[UUID, str], int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.signals_created = 0
+        self.analyses = 0
+        self.analysis_failures = 0
+        self.decisions_rejected = 0
+
+    # ------------------------------------------------------------ state
+    def mark_busy(self, trader_id: UUID, symbol: str, *, watching: bool = False) -> None:
+        """A position (or, with ``watching``, a watched signal) exists on the symbol."""
+        self._busy.add((trader_id, symbol))
+        if watching:
+            self._watching.add((trader_id, symbol))
+
+    def release(self, trader_id: UUID, symbol: str) -> None:
+        self._busy.discard((trader_id, symbol))
+        self._watching.discard((trader_id, symbol))
+
+    @property
+    def watching_count(self) -> int:
+        """Signals currently watched."""
+        return len(self._watching)
+
+    def _settle(self, trader_id: UUID, symbol: str, outcome: str) -> None:
+        if outcome == "watching":
+            self._watching.add((trader_id, symbol))
+        else:
+            self._watching.discard((trader_id, symbol))
+            if outcome != "position_open":
+                self._busy.discard((trader_id, symbol))
+
+    async def drain(self) -> None:
+        """Wait for every in-flight signal to finish (shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------ matches
+    async def on_match(self, trader: TraderConfig, symbol: str, market_time_ms: int) -> None:
+        """Called by the screener for each matching symbol; returns at once."""
+        key = (trader.id, symbol)
+        if key in self._busy:
+            return
+        candle = market_time_ms // INTERVAL_MS.get(trader.timeframes[0], 60_000)
+        if self._last_candle.get(key) == candle:
+            return
+        self._last_candle[key] = candle
+        self._busy.add(key)
+        task = asyncio.create_task(self._guarded(self._new_signal(trader, symbol, market_time_ms)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coro: Any) -> None:
+        async with self._limit:
+            try:
+                await coro
+            except Exception:
+                log.exception("signal_pipeline_error")
+
+    async def _new_signal(self, trader: TraderConfig, symbol: str, market_time_ms: int) -> None:
+        log_ = log.bind(user_id=str(self._user_id), trader_id=str(trader.id), symbol=symbol)
+        price = self._last_price(symbol)
+        if price is None:
+            self.release(trader.id, symbol)
+            log_.warning("signal_without_price")
+            return
+        signal_id = await self._signals.create(trader.id, self._user_id, symbol, market_time_ms, price)
+        self.signals_created += 1
+        log_.info("signal_created", signal_id=str(signal_id), price=str(price))
+        outcome = await self._analyse_and_act(trader, symbol, signal_id, market_time_ms, None)
+        self._settle(trader.id, symbol, outcome)
+
+    # ------------------------------------------------------------ re-analysis
+    async def reanalyse(self, trader: TraderConfig, market_time_ms: int) -> None:
+        """Re-analyse the trader's open positions and watched signals."""
+        for position in await self._trading.open_positions(self._user_id):
+            if position.trader_id == trader.id:
+                await self._guarded(self._analyse_and_act(trader, position.symbol, position.signal_id, market_time_ms, position))
+        for signal in await self._signals.watching(self._user_id):
+            if signal.trader_id == trader.id:
+                await self._guarded(self._reanalyse_watching(trader, signal, market_time_ms))
+
+    async def _reanalyse_watching(self, trader: TraderConfig, signal: SignalRecord, market_time_ms: int) -> None:
+        outcome = await self._analyse_and_act(trader, signal.symbol, signal.id, market_time_ms, None)
+        self._settle(trader.id, signal.symbol, outcome)
+
+    # ------------------------------------------------------------ core
+    async def _analyse_and_act(
+        self, trader: TraderConfig, symbol: str, signal_id: UUID, market_time_ms: int, position: PositionRecord | None
+    ) -> str:
+        """Returns the signal's resulting state: ``position_open``, ``watching`` or ``closed``."""
+        log_ = log.bind(user_id=str(self._user_id), trader_id=str(trader.id), symbol=symbol, signal_id=str(signal_id))
+        windows = {tf: self._windows(symbol, tf) for tf in trader.timeframes}
+        klines, values = build_market_payload(windows, trader.timeframes)
+        ticker = self._ticker(symbol) or {"symbol": symbol}
+        request = AnalysisRequest(
+            trader_id=str(trader.id),
+            signal_id=str(signal_id),
+            symbol=symbol,
+            timestamp_ms=market_time_ms,
+            ticker=ticker,
+            klines=klines,
+            indicators=values,
+            ai_instructions=trader.ai_instructions,
+            position=OpenPosition(position.side, position.entry_price, position.size, position.stop_loss, position.take_profit)
+            if position is not None and position.entry_price is not None
+            else None,
+            mode=trader.mode,  # type: ignore[arg-type]
+        )
+        try:
+            decision = await self._analysis.analyze(request)
+        except AnalysisError as exc:
+            self.analysis_failures += 1
+            log_.warning("analysis_failed", error=str(exc))
+            if position is None:
+                await self._signals.close(signal_id, "analysis_failed")
+                return "closed"
+            return "position_open"
+        self.analyses += 1
+        market_data = {"symbol": symbol, "timestamp": market_time_ms, "ticker": request.ticker, "indicators": values}
+        analysis_id = await self._analyses.record(
+            signal_id=signal_id,
+            trader_id=trader.id,
+            user_id=self._user_id,
+            position_id=position.id if position else None,
+            decision=decision.decision,
+            executable=decision.valid,
+            rejection_reason=decision.invalid_reason,
+            reasoning=decision.reasoning,
+            confidence=decision.confidence,
+            market_data=market_data,
+            metadata=decision.metadata,
+        )
+        log_.info("analysis_stored", decision=decision.decision, valid=decision.valid, confidence=decision.confidence)
+        if not decision.valid:
+            self.decisions_rejected += 1
+            if position is None:
+                await self._signals.close(signal_id, "invalid_decision")
+                return "closed"
+            return "position_open"
+        return await self._act(trader, symbol, signal_id, position, decision, analysis_id, log_)
+
+    async def _act(
+        self, trader: TraderConfig, symbol: str, signal_id: UUID, position: PositionRecord | None,
+        decision: AnalysisDecision, analysis_id: UUID, log_: Any,
+    ) -> str:
+        kind = decision.decision
+        price = self._last_price(symbol)
+        if position is not None:
+            if kind == "close":
+                await self._execution.close(position, "analysis_close")
+                return "closed"
+            if kind in ("open_long", "open_short"):
+                await self._refuse(analysis_id, "a position is already open on this symbol", log_)
+            return "position_open"
+        if kind == "no_trade":
+            await self._signals.close(signal_id, "no_trade", price)
+            return "closed"
+        if kind == "watch":
+            await self._signals.set_watching(signal_id, price)
+            return "watching"
+        if kind == "close":
+            open_pos = await self._trading.live_position(trader.id, symbol)
+            if open_pos is None:
+                await self._refuse(analysis_id, "no open position to close", log_)
+                await self._signals.close(signal_id, "nothing_to_close", price)
+                return "closed"
+            await self._execution.close(open_pos, "analysis_close")
+            await self._signals.close(signal_id, "close", price)
+            return "closed"
+        side = "long" if kind == "open_long" else "short"
+        try:
+            await self._execution.open(
+                trader, signal_id, symbol, side, stop_loss=decision.stop_loss, take_profit=decision.take_profit
+            )
+        except (RiskDenied, NoPrice) as exc:
+            await self._refuse(analysis_id, str(exc), log_)
+            await self._signals.close(signal_id, "risk_denied", price)
+            return "closed"
+        return "position_open"
+
+    async def _refuse(self, analysis_id: UUID, reason: str, log_: Any) -> None:
+        self.decisions_rejected += 1
+        await self._analyses.reject(analysis_id, reason)
+        log_.info("decision_refused", reason=reason)

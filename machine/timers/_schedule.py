@@ -1,0 +1,62 @@
+"""Parsing check intervals: ``5s``, ``1m`` (fixed) and ``1m_close``, ``1h_close`` (candle close)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["INTERVAL_MS", "Schedule", "ScheduleError", "parse_schedule"]
+
+#: Binance kline intervals (spot "Kline/Candlestick data") in ms.
+INTERVAL_MS: dict[str, int] = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+}
+_FIXED = re.compile(r"^(\d+)(s|m|h)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
+class ScheduleError(ValueError):
+    """A check/reanalysis interval that cannot be parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """``kind`` ``fixed`` runs every ``seconds``; ``close`` runs when ``interval`` candles close."""
+
+    kind: str
+    seconds: float = 0.0
+    interval: str = ""
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse ``"5s"``, ``"1m"``, ``"2h"`` or ``"<binance interval>_close"``.
+
+    Raises:
+        ScheduleError: for anything else, or a fixed interval under 1 s or over 1 day.
+    """
+    text = text.strip()
+    if text.endswith("_close"):
+        interval = text[: -len("_close")]
+        if interval not in INTERVAL_MS:
+            raise ScheduleError(f"unknown candle interval {interval!r} in {text!r}; use one of {', '.join(INTERVAL_MS)}")
+        return Schedule("close", interval=interval)
+    m = _FIXED.match(text)
+    if not m:
+        raise ScheduleError(f"check interval {text!r} must look like '5s', '1m', '1h' or '1h_close'")
+    seconds = int(m.group(1)) * _UNIT_S[m.group(2)]
+    if not 1 <= seconds <= 86_400:
+        raise ScheduleError(f"check interval {text!r} must be between 1s and 24h")
+    return Schedule("fixed", seconds=float(seconds))

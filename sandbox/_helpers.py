@@ -1,0 +1,174 @@
+"""Indicator helpers as filter globals, with the per-tick shared cache.
+
+The helper set is ``indicators.HELPERS`` (name -> function). Each helper is
+wrapped so that:
+
+* a ``klines[interval]`` argument (:class:`~sandbox._views.Candles`) is
+  unwrapped into its private column handle (numpy fast path) — filter code
+  itself never holds an array;
+* results are memoised on the candles' :class:`~sandbox._views.Snapshot`,
+  i.e. per (tick, symbol, interval, closed_only) window, keyed by (helper,
+  arguments and their types, window bounds). Every trader and filter evaluated
+  in the same tick in this worker shares them ("Shared work across traders",
+  issue 4). Indicators with an ``indicators.INDICATORS`` spec share one
+  computation between the latest and the series helper and between argument
+  spellings (``get_rsi(k)``, ``get_latest_rsi(k, 14)``): the arrays are kept
+  under (indicator, bound parameters);
+* results are plain and immutable (float, int, str, bool, ``None``, tuples of
+  these); lists and numpy values are converted, NaN becomes ``None``, so a
+  cached value can be shared and no filter can change what another sees;
+* errors reach the filter as a fresh ``IndicatorError`` (or the same
+  ``IndicatorError`` subclass) carrying only a message: no foreign exception
+  object, traceback or ``.obj`` attribute leaks into filter code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import indicators
+import numpy as np
+
+from ._views import Candles, ColumnView, Snapshot, column_view
+
+__all__ = ["IndicatorError", "wrap_helpers", "sanitize"]
+
+IndicatorError = indicators.IndicatorError
+_MAX_DEPTH = 4
+_PLAIN = frozenset({float, int, bool, str, type(None)})
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def sanitize(value: Any, depth: int = 0) -> Any:
+    """Turn a helper result into an immutable plain value (see module doc).
+
+    Raises:
+        IndicatorError: a value of another type (the helper broke its contract).
+    """
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind in _PLAIN:
+        return value
+    if depth >= _MAX_DEPTH:
+        raise _Unsupported("nested too deeply")
+    if kind is tuple or kind is list:
+        # Fast path, one C-level pass: summing the non-None items onto 0.0 stays a
+        # plain finite float only if they are all plain finite numbers (a str, tuple,
+        # Decimal raises; a numpy scalar turns the sum into a numpy scalar; NaN/inf
+        # or an overflow make it non-finite); anything else takes the slow path.
+        try:
+            total = sum(filter(None, value), 0.0)
+        except TypeError:
+            total = None
+        if type(total) is float and math.isfinite(total):
+            return value if kind is tuple else tuple(value)
+        return tuple([sanitize(x, depth + 1) for x in value])
+    if isinstance(value, np.ndarray):
+        return sanitize(value.tolist(), depth)
+    if isinstance(value, np.generic):
+        return sanitize(value.item(), depth)
+    if isinstance(value, float):
+        return sanitize(float(value), depth)
+    if isinstance(value, int):
+        return int(value)
+    raise _Unsupported(f"unsupported result type {kind.__name__}")
+
+
+def _fresh_error(name: str, exc: BaseException) -> Exception:
+    if isinstance(exc, IndicatorError):
+        try:
+            return type(exc)(str(exc))
+        except Exception:  # pragma: no cover - exotic constructor
+            return IndicatorError(str(exc))
+    if isinstance(exc, _Unsupported):
+        return IndicatorError(f"{name}: {exc}")
+    return IndicatorError(f"{name}: {type(exc).__name__}: {exc}{_where(exc)}")
+
+
+def _where(exc: BaseException) -> str:
+    """`` [at module.py:line]`` of the innermost frame, to diagnose a helper bug."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f" [at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}]"
+
+
+def _specs_by_helper() -> dict[str, tuple[Any, bool]]:
+    """helper name -> (IndicatorSpec, is_series) for helpers that have a spec."""
+    out: dict[str, tuple[Any, bool]] = {}
+    for spec in getattr(indicators, "INDICATORS", {}).values():
+        out[spec.latest_helper] = (spec, False)
+        if spec.series_helper:
+            out[spec.series_helper] = (spec, True)
+    return out
+
+
+def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Callable[..., Any]:
+    def compute(snap: Snapshot, start: int, stop: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        view = ColumnView(snap, start, stop)
+        if spec is None:
+            return sanitize(fn(view, *args, **kwargs))
+        params = spec.bind(*args, **kwargs)
+        akey = ("arrays", spec.name, params, start, stop)
+        arrays = snap.memo.get(akey)
+        if arrays is None:
+            arrays = spec.compute_arrays([view.column(i) for i in spec.columns], params)
+            snap.memo[akey] = arrays
+        return sanitize(spec.series(arrays) if is_series else spec.latest(arrays))
+
+    def helper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if args and type(args[0]) is Candles:
+                candles = args[0]
+                snap, start, stop = candles._snap, candles._start, candles._stop
+                rest = args[1:]
+                key: Any = (name, start, stop, rest, tuple(map(type, rest)))
+                if kwargs:
+                    items = tuple(sorted(kwargs.items()))
+                    key = (*key, items, tuple(type(v) for _, v in items))
+                try:
+                    return snap.memo[key]
+                except KeyError:
+                    pass
+                except TypeError:  # unhashable argument: compute without the cache
+                    return compute(snap, start, stop, rest, kwargs)
+                value = snap.memo[key] = compute(snap, start, stop, rest, kwargs)
+                return value
+            args = tuple(column_view(a) if type(a) is Candles else a for a in args)
+            return sanitize(fn(*args, **kwargs))
+        except MemoryError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - re-raised below as a fresh, plain error
+            error = _fresh_error(name, exc)
+        raise error
+
+    helper.__name__ = helper.__qualname__ = name
+    helper.__doc__ = fn.__doc__
+    return helper
+
+
+def wrap_helpers(helpers: Mapping[str, Callable[..., Any]] | None = None) -> dict[str, Callable[..., Any]]:
+    """Filter globals for ``helpers`` (default ``indicators.HELPERS``), name -> wrapped helper.
+
+    Names that are not identifiers or start with ``_`` are skipped.
+    """
+    source = indicators.HELPERS if helpers is None else helpers
+    specs = _specs_by_helper()
+    wrapped = {}
+    for name, fn in source.items():
+        if not name.isidentifier() or name.startswith("_") or not callable(fn):
+            continue
+        spec, is_series = specs.get(name, (None, False))
+        if spec is not None and fn is not getattr(indicators, name, None):
+            spec = None  # a custom mapping: call the function given, not the spec
+        wrapped[name] = _wrap(name, fn, spec, is_series)
+    return wrapped

@@ -1,0 +1,138 @@
+"""Worker-side market data: attached segments and the per-tick cache.
+
+A worker attaches every segment of its :class:`~sandbox.MarketSpec` once, at
+start (before it drops privileges). For each screening tick (``tick_id``) it
+keeps a :class:`TickData`:
+
+* one :class:`~sandbox._views.Snapshot` per (interval, slot, closed_only),
+  read from shared memory on first use (``KlineSegment.read``: a consistent
+  private copy under the segment's sequence lock), with its indicator memo;
+* one read-only ticker mapping and one :class:`~sandbox._views.Klines` per
+  (symbol, slot, intervals, closed_only).
+
+All traders and filters evaluated with the same ``tick_id`` in this worker
+share these objects, so a window is read and an indicator computed once per
+tick whatever the number of traders asking for it. The window is fixed at its
+first read in the tick: every trader of the tick sees the same candles. Only
+the most recent :data:`TICKS_KEPT` ticks are kept, so memory stays bounded and
+nothing computed in one tick is served in another.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from types import MappingProxyType
+from typing import Any, Final
+
+from ._segment import TICKER_FIELDS, KlineSegment, TickerSegment
+from ._types import MarketSpec
+from ._views import Klines, Snapshot
+
+__all__ = ["MarketReader", "TickData", "TICKS_KEPT"]
+
+TICKS_KEPT: Final = 2
+_TICKER_NAMES: Final = ("last_price", "open_price", "high_price", "low_price", "volume",
+                        "quote_volume", "price_change", "price_change_percent")  # fmt: skip
+_TICKER_INDEX: Final = tuple(TICKER_FIELDS.index(name) for name in _TICKER_NAMES)
+_EVENT_TIME: Final = TICKER_FIELDS.index("event_time")
+
+
+class MarketReader:
+    """The attached segments of one market and the recent ticks' caches."""
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self.klines: dict[str, KlineSegment] = {}
+        try:
+            for interval, seg in spec.klines.items():
+                self.klines[interval] = KlineSegment.attach(seg)
+            self.tickers = TickerSegment.attach(spec.tickers)
+        except BaseException:
+            self.close()
+            raise
+        self._ticks: OrderedDict[int, TickData] = OrderedDict()
+
+    def tick(self, tick_id: int) -> "TickData":
+        """The cache of ``tick_id`` (created on first use; older ticks are dropped)."""
+        data = self._ticks.get(tick_id)
+        if data is None:
+            data = self._ticks[tick_id] = TickData(self)
+            while len(self._ticks) > TICKS_KEPT:
+                self._ticks.popitem(last=False)[1].clear()
+        else:
+            self._ticks.move_to_end(tick_id)
+        return data
+
+    def forget_ticks(self) -> None:
+        for data in self._ticks.values():
+            data.clear()
+        self._ticks.clear()
+
+    def close(self) -> None:
+        self._ticks = OrderedDict()
+        for seg in self.klines.values():
+            seg.close()
+        self.klines = {}
+        tickers = getattr(self, "tickers", None)
+        if tickers is not None:
+            tickers.close()
+
+
+class TickData:
+    """Everything read or computed for one tick in this worker."""
+
+    __slots__ = ("_reader", "_snapshots", "_inputs")
+
+    def __init__(self, reader: MarketReader) -> None:
+        self._reader = reader
+        self._snapshots: dict[tuple[str, int, bool], Snapshot] = {}
+        self._inputs: dict[tuple[str, int, tuple[str, ...], bool], tuple[Any, Klines]] = {}
+
+    def clear(self) -> None:
+        """Drop everything (breaks the Klines -> loader -> TickData cycles at once)."""
+        self._inputs.clear()
+        self._snapshots.clear()
+
+    def snapshot(self, interval: str, slot: int, closed_only: bool) -> Snapshot:
+        key = (interval, slot, closed_only)
+        snap = self._snapshots.get(key)
+        if snap is None:
+            snap = self._snapshots[key] = Snapshot(self._reader.klines[interval].read(slot, closed_only))
+        return snap
+
+    def _ticker(self, symbol: str, slot: int) -> MappingProxyType[str, Any]:
+        values = self._reader.tickers.read(slot)
+        ticker: dict[str, Any] = {"symbol": symbol}
+        if values is None:
+            ticker.update(dict.fromkeys(_TICKER_NAMES))
+            ticker["event_time"] = None
+        else:
+            for name, index in zip(_TICKER_NAMES, _TICKER_INDEX):
+                value = values[index]
+                ticker[name] = value if value == value else None
+            event_time = values[_EVENT_TIME]
+            ticker["event_time"] = int(event_time) if event_time == event_time else None
+        return MappingProxyType(ticker)
+
+    def inputs(
+        self, symbol: str, slot: int, intervals: tuple[str, ...], closed_only: bool
+    ) -> tuple[MappingProxyType[str, Any], Klines]:
+        """``(ticker, klines)`` for one symbol, shared by every filter of this tick.
+
+        Raises:
+            IndexError: ``slot`` outside the segments.
+        """
+        key = (symbol, slot, intervals, closed_only)
+        found = self._inputs.get(key)
+        if found is not None:
+            return found
+        if not 0 <= slot < self._reader.tickers.slots or any(
+            slot >= self._reader.klines[i].slots for i in intervals
+        ):
+            raise IndexError(f"slot {slot} of {symbol} is outside the market segments")
+
+        def load(interval: str) -> Snapshot:
+            return self.snapshot(interval, slot, closed_only)
+
+        found = self._inputs[key] = (self._ticker(symbol, slot), Klines(intervals, load))
+        return found

@@ -1,0 +1,330 @@
+"""Shared-memory layout of the market data that sandbox workers read.
+
+The machine's store writes klines and tickers into POSIX shared memory in the
+layout below; sandbox workers attach to the same segments (before dropping
+privileges) and read them without any per-tick serialisation.
+
+Kline segment (one per interval)::
+
+    meta : int64[slots, 4]            (seq, start, end, flags) per symbol slot
+    data : float64[slots, 11, cap]    cap = 2 * limit; column-major per slot
+
+``data[slot, c, start:end]`` is column ``c`` of that symbol's candles, oldest
+first, C-contiguous. Columns are Binance's kline columns in order
+(``KLINE_COLUMNS``): open_time, open, high, low, close, volume, close_time,
+quote_volume, trades, taker_buy_base_volume, taker_buy_quote_volume. Times are
+ms since the Unix epoch (UTC, exact in float64 below 2**53), prices in the quote
+asset, volumes in the base asset.
+
+The buffer keeps at most ``limit`` candles. It is twice as long as ``limit`` so
+that the live window is always one contiguous slice: appending writes at
+``end``; when ``end`` reaches ``cap`` the newest ``limit - 1`` candles are moved
+to the front (amortised O(1) per append, one memmove every ``limit`` appends).
+Updating the forming candle writes its column values in place (O(1)).
+
+``flags`` bit 0 is set when the newest candle is closed (Binance ``x=true``).
+
+Concurrency: one writer (the machine's event loop), many readers (workers). Each
+slot has a sequence lock: the writer makes ``seq`` odd before it writes and even
+after; a reader copies the window and retries when ``seq`` was odd or changed.
+
+Ticker segment (one)::
+
+    meta : int64[slots, 1]            seq
+    data : float64[slots, len(TICKER_FIELDS)]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import resource_tracker, shared_memory
+from typing import Final
+
+import numpy as np
+
+__all__ = [
+    "KLINE_COLUMNS",
+    "TICKER_FIELDS",
+    "FLAG_CLOSED",
+    "KlineSegment",
+    "TickerSegment",
+    "SegmentSpec",
+]
+
+KLINE_COLUMNS: Final = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+)
+N_COLUMNS: Final = len(KLINE_COLUMNS)
+TICKER_FIELDS: Final = (
+    "last_price",
+    "open_price",
+    "high_price",
+    "low_price",
+    "volume",
+    "quote_volume",
+    "price_change",
+    "price_change_percent",
+    "event_time",
+)
+FLAG_CLOSED: Final = 1
+_SEQ, _START, _END, _FLAGS = 0, 1, 2, 3
+_SPINS_BEFORE_YIELD: Final = 64
+_READ_DEADLINE_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """Plain description of a segment, sent to workers so they can attach.
+
+    Attributes:
+        name: the shared-memory block name.
+        slots: number of symbol slots.
+        limit: candles kept per slot (0 for the ticker segment).
+    """
+
+    name: str
+    slots: int
+    limit: int = 0
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Open an existing block as a reader (Python 3.11 has no ``track=False``)."""
+    shm = shared_memory.SharedMemory(name=name, create=False)
+    # A reader must not unlink the writer's block when it exits.
+    try:
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - tracker not running in this process
+        pass
+    return shm
+
+
+def _retries(slot: int) -> Iterator[int]:
+    """Retry budget of a seqlock read: spin, then yield the CPU, until a deadline.
+
+    The writer may be descheduled in the middle of a write; yielding lets it
+    finish instead of failing the read.
+
+    Raises:
+        RuntimeError: the slot stayed busy for ``_READ_DEADLINE_S`` seconds.
+    """
+    for i in range(_SPINS_BEFORE_YIELD):
+        yield i
+    deadline = time.monotonic() + _READ_DEADLINE_S
+    i = _SPINS_BEFORE_YIELD
+    while time.monotonic() < deadline:
+        os.sched_yield()
+        yield i
+        i += 1
+    raise RuntimeError(f"slot {slot} kept busy by the writer for {_READ_DEADLINE_S}s")
+
+
+def _create(size: int) -> shared_memory.SharedMemory:
+    return shared_memory.SharedMemory(create=True, size=size)
+
+
+class KlineSegment:
+    """Ring buffers of one interval's klines for ``slots`` symbols.
+
+    Create with :meth:`create` (the writer, owns and unlinks the block) or
+    :meth:`attach` (a reader).
+    """
+
+    def __init__(self, shm: shared_memory.SharedMemory, slots: int, limit: int, owner: bool) -> None:
+        if slots < 1 or limit < 2:
+            raise ValueError(f"slots must be >= 1 and limit >= 2, got {slots}, {limit}")
+        self._shm = shm
+        self.slots = slots
+        self.limit = limit
+        self.cap = 2 * limit
+        self._owner = owner
+        meta_bytes = slots * 4 * 8
+        self.meta = np.ndarray((slots, 4), dtype=np.int64, buffer=shm.buf, offset=0)
+        self.data = np.ndarray((slots, N_COLUMNS, self.cap), dtype=np.float64, buffer=shm.buf, offset=meta_bytes)
+
+    @staticmethod
+    def nbytes(slots: int, limit: int) -> int:
+        """Size in bytes of a segment for ``slots`` symbols keeping ``limit`` candles."""
+        return slots * 4 * 8 + slots * N_COLUMNS * 2 * limit * 8
+
+    @classmethod
+    def create(cls, slots: int, limit: int) -> "KlineSegment":
+        shm = _create(cls.nbytes(slots, limit))
+        seg = cls(shm, slots, limit, owner=True)
+        seg.meta[:] = 0
+        return seg
+
+    @classmethod
+    def attach(cls, spec: SegmentSpec) -> "KlineSegment":
+        return cls(_attach(spec.name), spec.slots, spec.limit, owner=False)
+
+    @property
+    def spec(self) -> SegmentSpec:
+        return SegmentSpec(self._shm.name, self.slots, self.limit)
+
+    # ---------------------------------------------------------------- writer
+    def load(self, slot: int, rows: np.ndarray, last_closed: bool) -> None:
+        """Replace a slot's candles with ``rows`` (shape ``(n, 11)``, oldest first).
+
+        Only the newest ``limit`` rows are kept.
+        """
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != N_COLUMNS:
+            raise ValueError(f"rows must have shape (n, {N_COLUMNS}), got {rows.shape}")
+        rows = rows[-self.limit :]
+        m = self.meta[slot]
+        m[_SEQ] += 1
+        n = rows.shape[0]
+        self.data[slot, :, :n] = rows.T
+        m[_START], m[_END] = 0, n
+        m[_FLAGS] = FLAG_CLOSED if last_closed else 0
+        m[_SEQ] += 1
+
+    def upsert(self, slot: int, row: np.ndarray | tuple[float, ...], closed: bool) -> bool:
+        """Apply one kline update: update the forming candle in place or append a new one.
+
+        Args:
+            slot: the symbol's slot.
+            row: 11 values in ``KLINE_COLUMNS`` order.
+            closed: whether this update closes the candle (Binance ``k.x``).
+
+        Returns:
+            False when the update is older than the newest candle (dropped), else True.
+        """
+        m = self.meta[slot]
+        start, end = int(m[_START]), int(m[_END])
+        open_time = row[0]
+        d = self.data[slot]
+        if end > start:
+            newest = d[0, end - 1]
+            if open_time < newest:
+                return False
+            if open_time == newest:
+                m[_SEQ] += 1
+                d[:, end - 1] = row
+                m[_FLAGS] = FLAG_CLOSED if closed else 0
+                m[_SEQ] += 1
+                return True
+        m[_SEQ] += 1
+        if end == self.cap:
+            keep = self.limit - 1
+            d[:, :keep] = d[:, end - keep : end]
+            start, end = 0, keep
+        d[:, end] = row
+        end += 1
+        if end - start > self.limit:
+            start = end - self.limit
+        m[_START], m[_END] = start, end
+        m[_FLAGS] = FLAG_CLOSED if closed else 0
+        m[_SEQ] += 1
+        return True
+
+    # ---------------------------------------------------------------- reader
+    def read(self, slot: int, closed_only: bool = False) -> np.ndarray:
+        """Consistent private copy of a slot's window, shape ``(11, n)``, oldest first.
+
+        With ``closed_only`` a forming newest candle is left out, so the last column
+        is the newest closed candle.
+
+        Raises:
+            RuntimeError: when the writer kept the slot busy for a second.
+        """
+        m = self.meta[slot]
+        d = self.data[slot]
+        for _ in _retries(slot):
+            s1 = int(m[_SEQ])
+            if s1 & 1:
+                continue
+            start, end, flags = int(m[_START]), int(m[_END]), int(m[_FLAGS])
+            if closed_only and end > start and not flags & FLAG_CLOSED:
+                end -= 1
+            out = d[:, start:end].copy()
+            if int(m[_SEQ]) == s1:
+                return out
+        raise AssertionError("unreachable")
+
+    def newest(self, slot: int) -> tuple[float, bool] | None:
+        """``(open_time, closed)`` of the slot's newest candle, or None when empty."""
+        m = self.meta[slot]
+        start, end = int(m[_START]), int(m[_END])
+        if end <= start:
+            return None
+        return float(self.data[slot, 0, end - 1]), bool(m[_FLAGS] & FLAG_CLOSED)
+
+    def count(self, slot: int) -> int:
+        m = self.meta[slot]
+        return int(m[_END] - m[_START])
+
+    def close(self) -> None:
+        """Detach; the owner also unlinks the block."""
+        del self.meta, self.data
+        self._shm.close()
+        if self._owner:
+            self._shm.unlink()
+
+
+class TickerSegment:
+    """Latest 24 h ticker values per symbol slot (``TICKER_FIELDS`` order, floats)."""
+
+    def __init__(self, shm: shared_memory.SharedMemory, slots: int, owner: bool) -> None:
+        self._shm = shm
+        self.slots = slots
+        self._owner = owner
+        self.meta = np.ndarray((slots, 1), dtype=np.int64, buffer=shm.buf, offset=0)
+        self.data = np.ndarray((slots, len(TICKER_FIELDS)), dtype=np.float64, buffer=shm.buf, offset=slots * 8)
+
+    @staticmethod
+    def nbytes(slots: int) -> int:
+        return slots * 8 + slots * len(TICKER_FIELDS) * 8
+
+    @classmethod
+    def create(cls, slots: int) -> "TickerSegment":
+        seg = cls(_create(cls.nbytes(slots)), slots, owner=True)
+        seg.meta[:] = 0
+        seg.data[:] = np.nan
+        return seg
+
+    @classmethod
+    def attach(cls, spec: SegmentSpec) -> "TickerSegment":
+        return cls(_attach(spec.name), spec.slots, owner=False)
+
+    @property
+    def spec(self) -> SegmentSpec:
+        return SegmentSpec(self._shm.name, self.slots, 0)
+
+    def write(self, slot: int, values: tuple[float, ...]) -> None:
+        """Store one ticker (values in ``TICKER_FIELDS`` order)."""
+        m = self.meta[slot]
+        m[0] += 1
+        self.data[slot] = values
+        m[0] += 1
+
+    def read(self, slot: int) -> tuple[float, ...] | None:
+        """The slot's ticker values, or None before the first ticker arrived."""
+        m = self.meta[slot]
+        for _ in _retries(slot):
+            s1 = int(m[0])
+            if s1 & 1:
+                continue
+            vals = tuple(float(x) for x in self.data[slot])
+            if int(m[0]) == s1:
+                return None if vals[0] != vals[0] else vals
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        del self.meta, self.data
+        self._shm.close()
+        if self._owner:
+            self._shm.unlink()

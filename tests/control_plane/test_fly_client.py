@@ -1,0 +1,356 @@
+"""The Fly Machines API client against the real local engine (loopback, real processes),
+with every request and response validated against the Fly spec; retries and rate limits
+with httpx.MockTransport."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from control_plane.fly import (
+    TIER_MEMORY_MB,
+    FlyAuthError,
+    FlyBadRequest,
+    FlyClient,
+    FlyConflict,
+    FlyNameTaken,
+    FlyNotFound,
+    FlyTimeout,
+    FlyUnavailable,
+    LeaseHeld,
+    Machine,
+    MachineConfig,
+    RateLimit,
+    RateLimiter,
+    RetryPolicy,
+    machine_config_for,
+)
+from fly_engine import Engine
+
+
+def _load_testkit():
+    path = Path(__file__).resolve().parents[1] / "fly_engine" / "fly_testkit.py"
+    module = sys.modules.get("fly_testkit")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("fly_testkit", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fly_testkit"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+kit = _load_testkit()
+APP, TOKEN = kit.APP, kit.TOKEN
+IMAGE = "registry.fly.io/trader-machines:v1"
+FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.01)
+
+
+def _fast_limits() -> RateLimiter:
+    """Fly's limit shapes, scaled up so tests are not slowed down (one per event loop)."""
+    return RateLimiter(action=RateLimit(per_second=50, burst=10), get_machine=RateLimit(per_second=100, burst=20))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return kit.Spec()
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    async with Engine(tmp_path / "engine", token=TOKEN, apps=[APP], port_env="HTTP_PORT",
+                      restart_backoff_s=(0.01, 0.05), default_stop_timeout_s=2.0, shutdown_timeout_s=2.0) as engine:
+        yield engine
+
+
+@pytest.fixture
+def transport(spec):
+    return kit.SpecCheckingTransport(spec)
+
+
+@pytest.fixture
+async def fly(engine, transport):
+    async with FlyClient(engine.base_url, TOKEN, APP, transport=transport, retry=FAST_RETRY,
+                         rate_limiter=_fast_limits()) as client:
+        yield client
+
+
+def _config(user_id: str, argv: list[str], env: dict[str, str] | None = None, tier: str = "pro") -> MachineConfig:
+    return machine_config_for(user_id, tier, IMAGE, env or {}, cmd=argv)
+
+
+async def test_subscriber_machine_lifecycle(fly, transport, tmp_path):
+    out = tmp_path / "env.json"
+    config = _config("user-1", kit.py(kit.ENV_DUMP_AND_SLEEP), {"OUT": str(out), "DATABASE_URL": "postgres://x"},
+                     tier="elite")
+    machine = await fly.create_machine(config, name="user-1", region="ams")
+    assert machine.state == "created" and machine.region == "ams" and machine.name == "user-1"
+    assert machine.config.guest.memory_mb == 512 and machine.metadata["user_id"] == "user-1"
+
+    started = await fly.wait(machine.id, "started", timeout_s=15)
+    assert started.state == "started" and started.version == machine.instance_id
+    await kit.eventually(out.exists)
+    env = json.loads(out.read_text())
+    assert (env["USER_ID"], env["DATABASE_URL"], env["FLY_MACHINE_ID"]) == ("user-1", "postgres://x", machine.id)
+
+    shown = await fly.get_machine(machine.id)
+    assert shown.state == "started" and shown.events[0].status == "started"
+    assert [m.id for m in await fly.list_machines(metadata={"user_id": "user-1"})] == [machine.id]
+    assert await fly.list_machines(metadata={"user_id": "user-2"}) == []
+
+    await fly.stop(machine.id, timeout_s=5)
+    assert (await fly.wait(machine.id, "stopped", timeout_s=15, instance_id=machine.instance_id)).state == "stopped"
+    stopped = await fly.get_machine(machine.id)
+    assert stopped.last_exit().exit_event["requested_stop"] is True
+
+    assert await fly.start(machine.id) == "stopped"
+    await fly.wait(machine.id, "started", timeout_s=15)
+    with pytest.raises(FlyConflict) as refused:
+        await fly.destroy(machine.id)
+    assert refused.value.status == 412 and "not currently stopped" in refused.value.message
+    await fly.destroy(machine.id, force=True)
+    await fly.wait(machine.id, "destroyed", timeout_s=15)
+
+    assert (await fly.get_machine(machine.id)).state == "destroyed"
+    assert await fly.list_machines() == []
+    assert [m.id for m in await fly.list_machines(include_deleted=True)] == [machine.id]
+    events = await fly.list_events(machine.id, limit=2)
+    assert [e.status for e in events] == ["destroyed", "destroying"]
+    assert {"Machines_create", "Machines_wait", "Machines_show", "Machines_list", "Machines_stop",
+            "Machines_start", "Machines_delete", "Machines_list_events"} <= {op for op, _ in transport.checked}
+
+
+async def test_machine_http_is_reachable_at_http_base_url(fly):
+    machine = await fly.create_machine(_config("user-http", kit.py(kit.HTTP_SERVER)))
+    await fly.wait(machine.id, "started", timeout_s=15)
+    machine = await fly.get_machine(machine.id)
+    url = machine.http_base_url()
+    assert url.startswith("http://127.0.0.1:") and not url.endswith(":8080")
+
+    async def answers():
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                return (await http.get(url)).text
+        except httpx.TransportError:
+            return None
+
+    assert await kit.eventually(answers) == machine.id
+
+
+async def test_update_machine_restarts_with_the_new_config(fly, tmp_path):
+    out = tmp_path / "env.json"
+    config = _config("user-up", kit.py(kit.ENV_DUMP_AND_SLEEP), {"OUT": str(out), "RELEASE": "1"})
+    machine = await fly.create_machine(config)
+    await fly.wait(machine.id, "started", timeout_s=15)
+    new_config = config.model_copy(update={"env": {**config.env, "RELEASE": "2"}})
+    updated = await fly.update_machine(machine.id, new_config, current_version=machine.instance_id)
+    assert updated.instance_id != machine.instance_id
+    await fly.wait(machine.id, "started", timeout_s=15, instance_id=updated.instance_id)
+
+    def release():
+        return out.exists() and json.loads(out.read_text()).get("RELEASE") == "2"
+
+    await kit.eventually(release)
+    with pytest.raises(FlyConflict):  # stale current_version
+        await fly.update_machine(machine.id, new_config, current_version=machine.instance_id)
+
+
+async def test_lease_context_manager(fly):
+    machine = await fly.create_machine(_config("user-lease", kit.py(kit.SLEEP)))
+    await fly.wait(machine.id, "started", timeout_s=15)
+    async with fly.lease(machine.id, ttl_s=30, description="rollout") as lease:
+        assert len(lease.nonce) == 12 and lease.description == "rollout"
+        with pytest.raises(LeaseHeld) as held:
+            await fly.stop(machine.id)
+        assert held.value.status == 409 and "lease currently held" in held.value.message
+        with pytest.raises(LeaseHeld):
+            await fly.acquire_lease(machine.id)
+        assert (await fly.get_lease(machine.id)).nonce == lease.nonce
+        await fly.stop(machine.id, lease_nonce=lease.nonce)
+        await fly.wait(machine.id, "stopped", timeout_s=15)
+    with pytest.raises(FlyNotFound):
+        await fly.get_lease(machine.id)
+    assert await fly.start(machine.id) == "stopped"
+
+
+async def test_errors_are_translated(fly, engine, transport):
+    async with FlyClient(engine.base_url, "wrong-token", APP, transport=transport, retry=FAST_RETRY) as intruder:
+        with pytest.raises(FlyAuthError) as auth:
+            await intruder.list_machines()
+    assert (auth.value.status, auth.value.operation) == (401, "Machines_list")
+
+    with pytest.raises(FlyNotFound) as missing:
+        await fly.get_machine("0123456789abcd")
+    assert missing.value.status == 404 and "machine not found" in missing.value.message
+    async with FlyClient(engine.base_url, TOKEN, "no-such-app", transport=transport, retry=FAST_RETRY) as other:
+        with pytest.raises(FlyNotFound):
+            await other.list_machines()
+        await other.create_app()
+        assert (await other.get_app()).name == "no-such-app"
+        with pytest.raises(FlyNameTaken):
+            await other.create_app()
+
+    with pytest.raises(FlyBadRequest) as bad:
+        await fly.create_machine(MachineConfig(image=""))
+    assert bad.value.status == 400 and "config.image" in bad.value.message
+
+    await fly.create_machine(_config("user-dup", kit.py(kit.SLEEP)), name="dup", skip_launch=True)
+    with pytest.raises(FlyNameTaken):
+        await fly.create_machine(_config("user-dup", kit.py(kit.SLEEP)), name="dup", skip_launch=True)
+
+    machine = await fly.create_machine(_config("user-wait", kit.py(kit.SLEEP)))
+    await fly.wait(machine.id, "started", timeout_s=15)
+    with pytest.raises(FlyTimeout) as timeout:
+        await fly.wait(machine.id, "stopped", timeout_s=1)
+    assert timeout.value.status == 408 and timeout.value.operation == "Machines_wait"
+
+
+# -- retries, rate limits (httpx.MockTransport) ----------------------------------------------
+
+MACHINE_JSON = {"id": "0123456789abcd", "state": "started", "config": {"image": IMAGE}}
+
+
+def _mock(responses):
+    """A client whose transport answers from ``responses`` (status, headers, body | Exception)."""
+    calls: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        status, headers, body = item
+        return httpx.Response(status, headers=headers, json=body)
+
+    client = FlyClient("https://api.machines.dev", TOKEN, APP, transport=httpx.MockTransport(handler),
+                       retry=FAST_RETRY, rate_limiter=False)
+    return client, calls
+
+
+async def test_idempotent_calls_are_retried_on_503():
+    client, calls = _mock([(503, {}, {"error": "busy"}), (503, {}, {"error": "busy"}), (200, {}, MACHINE_JSON)])
+    async with client:
+        assert (await client.get_machine("0123456789abcd")).state == "started"
+    assert len(calls) == 3
+
+
+async def test_retries_give_up_with_fly_unavailable():
+    client, calls = _mock([(502, {}, {"error": "bad gateway"})])
+    async with client:
+        with pytest.raises(FlyUnavailable) as err:
+            await client.list_machines()
+    assert len(calls) == FAST_RETRY.attempts
+    assert (err.value.status, err.value.message, err.value.retryable) == (502, "bad gateway", True)
+
+
+async def test_create_is_not_retried_on_503_or_after_a_read_error():
+    client, calls = _mock([(503, {}, {"error": "busy"}), (200, {}, MACHINE_JSON)])
+    async with client:
+        with pytest.raises(FlyUnavailable):
+            await client.create_machine(MachineConfig(image=IMAGE))
+    assert len(calls) == 1
+    client, calls = _mock([httpx.ReadError("reset"), (200, {}, MACHINE_JSON)])
+    async with client:
+        with pytest.raises(FlyUnavailable):
+            await client.create_machine(MachineConfig(image=IMAGE))
+    assert len(calls) == 1
+
+
+async def test_connect_errors_are_retried_for_any_call():
+    client, calls = _mock([httpx.ConnectError("refused"), (200, {}, MACHINE_JSON)])
+    async with client:
+        assert (await client.create_machine(MachineConfig(image=IMAGE))).id == MACHINE_JSON["id"]
+    assert len(calls) == 2
+
+
+async def test_429_honours_retry_after_capped_by_the_policy():
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "rate limited"})
+        return httpx.Response(200, json={"ok": True})
+
+    policy = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.01, max_retry_after_s=0.2)
+    async with FlyClient("https://api.machines.dev", TOKEN, APP, transport=httpx.MockTransport(handler),
+                         retry=policy, rate_limiter=False) as client:
+        await client.stop("0123456789abcd")  # a POST: 429 means Fly did not act, so it is retried
+    assert len(calls) == 2
+    assert 0.19 <= calls[1] - calls[0] < 1.0
+
+
+async def test_wait_chains_requests_beyond_60_seconds():
+    client, calls = _mock([(408, {}, {"error": "deadline_exceeded"}), (200, {}, {"ok": True, "state": "stopped"})])
+    async with client:
+        result = await client.wait("0123456789abcd", "stopped", timeout_s=150)
+    assert result.state == "stopped"
+    assert [r.url.params["timeout"] for r in calls] == ["60", "60"]
+
+
+async def test_wrapped_lease_answers_are_unwrapped():
+    lease = {"nonce": "5c35f65c9f95", "expires_at": 1708569778, "owner": "a@b", "description": "", "version": "v"}
+    client, _ = _mock([(201, {}, {"status": "success", "data": lease})])
+    async with client:
+        assert (await client.acquire_lease("0123456789abcd")).nonce == "5c35f65c9f95"
+
+
+async def test_tokens_are_sent_as_bearer_or_as_flyv1_macaroons():
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json=[])
+
+    for token in ("plain-token", "FlyV1 fm2_abc,fm2_def"):
+        async with FlyClient("https://api.machines.dev", token, APP, transport=httpx.MockTransport(handler),
+                             rate_limiter=False) as client:
+            assert await client.list_machines() == []
+    assert seen == ["Bearer plain-token", "FlyV1 fm2_abc,fm2_def"]
+
+
+async def test_rate_limiter_spaces_calls_per_machine():
+    limiter = RateLimiter(action=RateLimit(per_second=10, burst=1), get_machine=RateLimit(per_second=10, burst=1))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=MACHINE_JSON))
+    async with FlyClient("https://api.machines.dev", TOKEN, APP, transport=transport, rate_limiter=limiter) as client:
+        started = time.monotonic()
+        for _ in range(3):
+            await client.get_machine("0123456789abcd")
+        assert time.monotonic() - started >= 0.15  # 1 at once, then 10/s
+
+
+# -- machine config and models ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("tier", "memory_mb"), [("pro", 256), ("elite", 512), ("power", 1024)])
+def test_machine_config_for_tiers(spec, tier, memory_mb):
+    config = machine_config_for("u-9", tier, IMAGE, {"DATABASE_URL": "postgres://db"})
+    assert TIER_MEMORY_MB[tier] == memory_mb
+    assert (config.guest.cpu_kind, config.guest.cpus, config.guest.memory_mb) == ("shared", 1, memory_mb)
+    assert config.restart.policy == "on-failure" and config.restart.max_retries > 0
+    assert config.metadata == {"user_id": "u-9", "tier": tier}
+    assert config.env == {"USER_ID": "u-9", "HTTP_PORT": "8080", "DATABASE_URL": "postgres://db"}
+    assert config.stop_config.signal == "SIGTERM" and config.init is None and config.services is None
+    spec.validate(spec.schema_ref("fly.MachineConfig"), config.to_api(), "machine_config_for")
+
+
+def test_machine_config_for_rejects_unknown_tiers():
+    with pytest.raises(ValueError, match="unknown tier"):
+        machine_config_for("u-9", "free", IMAGE, {})
+
+
+def test_models_keep_unknown_fields_and_read_nulls():
+    machine = Machine.model_validate({
+        "id": "0123456789abcd", "state": "started", "private_ip": "fdaa:0:18:a7b:196:e274:9ce1:2",
+        "events": None, "checks": [{"name": "http"}],
+        "config": {"image": IMAGE, "env": None, "dns": {"skip_registration": True}, "guest": {"memory_mb": 256}},
+    })
+    assert machine.events == [] and machine.last_exit() is None
+    assert machine.config.to_api() == {"image": IMAGE, "dns": {"skip_registration": True}, "guest": {"memory_mb": 256}}
+    assert machine.http_base_url() == "http://[fdaa:0:18:a7b:196:e274:9ce1:2]:8080"

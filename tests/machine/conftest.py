@@ -1,0 +1,1 @@
+from machine_harness import machine_stack  # noqa: F401  (fixture)

@@ -1,0 +1,5 @@
+# expect: error | RecursionError
+def check_signal(symbol, ticker, klines):
+    def down(n):
+        return down(n + 1) + 1
+    return down(0) > 0

@@ -1,0 +1,3 @@
+# expect: rejected | Eval calls are not allowed
+def check_signal(symbol, ticker, klines):
+    return eval("1 + 1") == 2

@@ -1,0 +1,4 @@
+# expect: rejected | Exec calls are not allowed
+def check_signal(symbol, ticker, klines):
+    exec("import os")
+    return True

@@ -1,0 +1,3 @@
+# expect: error | integer power too large
+def check_signal(symbol, ticker, klines):
+    return 10 ** 10 ** 10 > 0

@@ -1,0 +1,3 @@
+# expect: rejected | no top-level function check_signal
+def check(symbol, ticker, klines):
+    return True

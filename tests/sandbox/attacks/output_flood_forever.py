@@ -1,0 +1,4 @@
+# expect: timeout
+def check_signal(symbol, ticker, klines):
+    while True:
+        print("x" * 1000)

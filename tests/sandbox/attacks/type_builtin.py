@@ -1,0 +1,3 @@
+# expect: error | NameError: name 'type' is not defined
+def check_signal(symbol, ticker, klines):
+    return type(symbol)("x") == "x"

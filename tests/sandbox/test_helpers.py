@@ -1,0 +1,119 @@
+"""Helper adapter: per-tick shared cache, plain immutable results, fresh errors."""
+
+from __future__ import annotations
+
+import math
+
+import indicators
+import numpy as np
+import pytest
+import talib
+
+from sandbox._helpers import IndicatorError, sanitize, wrap_helpers
+from sandbox._views import Candles, ColumnView, Snapshot
+
+
+def window(n: int = 200, seed: int = 3) -> Candles:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    t = np.arange(n, dtype=np.float64) * 60_000
+    return Candles(Snapshot(np.vstack([t, close, close * 1.01, close * 0.99, close, np.full(n, 2.0), t + 59_999,
+                                       close * 2, np.zeros(n), np.zeros(n), np.zeros(n)])))  # fmt: skip
+
+
+def test_same_window_and_arguments_compute_once():
+    calls = []
+
+    def last_close(view, offset=0):
+        assert isinstance(view, ColumnView)
+        calls.append(offset)
+        return float(view.column(4)[-1 - int(offset)])
+
+    helper = wrap_helpers({"last_close": last_close})["last_close"]
+    k = window()
+    assert helper(k) == helper(k) == k[-1].close
+    assert helper(k, 1) == helper(k, 1) == k[-2].close
+    assert helper(k, offset=1) == helper(k, offset=1)
+    assert calls == [0, 1, 1]
+    helper(k[:-1])  # another window of the same snapshot
+    helper(k, 1.0)  # equal value, other type: cached separately
+    assert calls == [0, 1, 1, 0, 1.0]
+    helper(k, np.int64(1))
+    assert len(calls) == 6
+
+
+def test_unhashable_arguments_are_computed_without_the_cache():
+    calls = []
+
+    def fn(view, extra):
+        calls.append(extra)
+        return 1.0
+
+    helper = wrap_helpers({"fn": fn})["fn"]
+    k = window()
+    helper(k, [1])
+    helper(k, [1])
+    assert calls == [[1], [1]]
+
+
+def test_latest_and_series_share_one_computation():
+    helpers = wrap_helpers()
+    k = window()
+    series = helpers["get_rsi"](k, 14)
+    latest = helpers["get_latest_rsi"](k)
+    assert latest == series[-1]
+    assert math.isclose(latest, talib.RSI(k._snap.array[4], 14)[-1])
+    arrays = [key for key in k._snap.memo if key[0] == "arrays"]
+    assert arrays == [("arrays", "rsi", (14,), 0, len(k))]
+    assert isinstance(series, tuple) and series[0] is None and type(series[-1]) is float
+
+
+def test_every_helper_returns_plain_immutable_values():
+    helpers = wrap_helpers()
+    assert set(helpers) == set(indicators.HELPERS)
+    k = window()
+
+    def plain(v):
+        return v is None or type(v) in (float, int, bool, str) or (type(v) is tuple and all(map(plain, v)))
+
+    for name, helper in helpers.items():
+        try:
+            value = helper(k)
+        except IndicatorError:
+            value = helper(k, 5)
+        assert plain(value), name
+
+
+def test_sanitize_converts_numpy_lists_and_nan():
+    assert sanitize(np.float64(1.5)) == 1.5 and type(sanitize(np.float64(1.5))) is float
+    assert sanitize([1.0, None, 2.0]) == (1.0, None, 2.0)
+    assert sanitize(np.array([1.0, np.nan])) == (1.0, None)
+    assert sanitize((1.0, float("inf"))) == (1.0, None)
+    assert sanitize(((1.0,), [np.float64(2.0)])) == ((1.0,), (2.0,))
+    assert type(sanitize((np.float64(1.0), 2.0))[0]) is float
+    with pytest.raises(Exception, match="unsupported"):
+        sanitize({"a": 1})
+
+
+def test_errors_reach_filters_as_fresh_plain_errors():
+    helpers = wrap_helpers()
+    k = window()
+    with pytest.raises(IndicatorError) as info:
+        helpers["get_latest_rsi"](k, 0)
+    assert isinstance(info.value, ValueError)  # the InvalidParameterError class is kept
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+    def broken(view):
+        raise KeyError("internal")
+
+    with pytest.raises(IndicatorError, match="broken: KeyError") as info:
+        wrap_helpers({"broken": broken})["broken"](k)
+    assert info.value.__context__ is None
+
+
+def test_memory_errors_are_not_swallowed():
+    def hungry(view):
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        wrap_helpers({"hungry": hungry})["hungry"](window())
