@@ -39,10 +39,10 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import indicators  # noqa: E402
-from sandbox import SandboxPool  # noqa: E402
-from sandbox._replay import ReplayMarket, aggregate, default_replay_dir, list_symbols, load_1m, to_klines  # noqa: E402
-from sandbox._segment import KlineSegment, TickerSegment  # noqa: E402
+import indicators
+from sandbox import SandboxPool
+from sandbox._replay import ReplayMarket, aggregate, default_replay_dir, list_symbols, load_1m, to_klines
+from sandbox._segment import KlineSegment, TickerSegment
 
 INTERVALS = ("1m", "1h")
 
@@ -112,7 +112,7 @@ def build_market(replay_dir: Path, n_symbols: int, candles: int) -> ReplayMarket
 class NaiveView:
     """Store view without any cache: ``column(i)`` is the live ring-buffer slice (no copy)."""
 
-    __slots__ = ("_data", "_start", "_end")
+    __slots__ = ("_data", "_end", "_start")
 
     def __init__(self, seg: KlineSegment, slot: int) -> None:
         m = seg.meta[slot]
@@ -141,7 +141,7 @@ def naive_tick(
             try:
                 if check(symbol, ticker, klines) is True:
                     hits.append(symbol)
-            except Exception:  # noqa: BLE001, S112 - a filter error counts as no match, as in the sandbox
+            except Exception:
                 continue
         matches.append(frozenset(hits))
     return matches
@@ -200,7 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         functions = []
         for code in sources:
             namespace = {"__builtins__": builtins, **indicators.HELPERS}
-            exec(compile(code, "<naive>", "exec"), namespace)  # noqa: S102 - trusted bench filters
+            exec(compile(code, "<naive>", "exec"), namespace)
             functions.append(namespace["check_signal"])
         # Same data as the last sandboxed tick: both must find exactly the same matches.
         naive_last = naive_tick(functions, market, segs, tickers)

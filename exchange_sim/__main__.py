@@ -1,4 +1,4 @@
-"""``python -m exchange_sim --replay DIR [--port N] [--speed N] [--start TIME] [--symbols A,B]``."""
+"""``python -m exchange_sim --replay DIR [--port N] [--speed N] [--start TIME] [--symbols A,B] [--alias-symbols N]``."""
 
 import sys
 

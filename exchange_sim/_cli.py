@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=60.0, help="replay ms per wall ms (default 60)")
     parser.add_argument("--start", type=parse_time, default=None, help="ISO-8601 UTC time or ms since the epoch")
     parser.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
+    parser.add_argument(
+        "--alias-symbols", type=int, default=None, metavar="N",
+        help="serve N symbols in total: the replayed ones plus aliases (BTC2USDT...) reusing their candles",
+    )  # fmt: skip
     parser.add_argument("--updates-per-minute", type=int, default=2, help="in-progress updates per 1m candle")
     parser.add_argument("--stop-at-end", action="store_true", help="exit after the last minute of data")
     parser.add_argument("--exchange-info", type=Path, default=None, help="recorded exchangeInfo.json")
@@ -57,7 +61,7 @@ async def _serve(args: argparse.Namespace) -> int:
     sim = Simulator(
         args.replay, speed=args.speed, start_ms=args.start, symbols=symbols, host=args.host,
         port=args.port, updates_per_minute=args.updates_per_minute, stop_at_end=args.stop_at_end,
-        exchange_info_path=args.exchange_info,
+        exchange_info_path=args.exchange_info, alias_symbols=args.alias_symbols,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

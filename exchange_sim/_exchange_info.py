@@ -5,19 +5,21 @@ The response is read once from ``exchangeInfo.json`` (the real Binance response 
 above it, or given explicitly). Symbols with replay data get status ``TRADING``,
 every other symbol ``BREAK``; ``serverTime`` is the replay clock. A replayed symbol
 missing from the file gets a minimal synthesized entry (documented in README.md).
+Symbol aliases (see :mod:`._aliases`) get a copy of their source symbol's entry under
+their own name (``symbol``, ``baseAsset``), status ``TRADING``, listed after the others.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ._aliases import split_symbol
 from ._errors import BinanceAPIError, ReplayDataError
 
 _FILE_NAME = "exchangeInfo.json"
-_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "DAI")
 _DEFAULT_RATE_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
     {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
@@ -36,15 +38,8 @@ def find_exchange_info(replay_dir: Path) -> Path | None:
     return None
 
 
-def _split_symbol(symbol: str) -> tuple[str, str]:
-    for quote in _QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    return symbol, ""
-
-
 def _synthesized(symbol: str) -> dict[str, object]:
-    base, quote = _split_symbol(symbol)
+    base, quote = split_symbol(symbol)
     return {
         "symbol": symbol, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
         "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
@@ -98,6 +93,30 @@ class ExchangeInfo:
             self._symbols[entry["symbol"]] = entry
         for symbol in sorted(replayed - set(self._symbols)):
             self._symbols[symbol] = _synthesized(symbol)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every symbol of the document (any status), aliases included."""
+        return frozenset(self._symbols)
+
+    def add_aliases(self, aliases: Mapping[str, str]) -> None:
+        """List each alias with a copy of its source's entry: ``symbol`` and ``baseAsset``
+        renamed (``BTC2USDT``: base ``BTC2``), status ``TRADING``, filters unchanged.
+
+        Raises:
+            ValueError: an alias name is already listed, or its source is not.
+        """
+        for alias, source in aliases.items():
+            if alias in self._symbols:
+                raise ValueError(f"alias {alias} is already a listed symbol")
+            if source not in self._symbols:
+                raise ValueError(f"alias {alias}: source symbol {source} is not listed")
+            entry = copy.deepcopy(self._symbols[source])
+            entry["symbol"] = alias
+            quote = str(entry.get("quoteAsset") or "")
+            entry["baseAsset"] = alias[: -len(quote)] if quote and alias.endswith(quote) else split_symbol(alias)[0]
+            entry["status"] = "TRADING"
+            self._symbols[alias] = entry
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._symbols

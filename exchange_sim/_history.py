@@ -8,12 +8,16 @@ rows) cost ~42 small cached arrays once warm.
 "Now" is always passed in (the replay clock): rows with open time >= the current
 minute are never used as closed rows, and the current minute contributes its
 synthetic partial values (:func:`exchange_sim._candles.partial_row`).
+
+Symbol aliases (:mod:`exchange_sim._aliases`) resolve to their source symbol at every
+entry point, and the caches are keyed by the source: an alias reads the very same
+arrays, it never adds a copy.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 
 import numpy as np
 
@@ -70,6 +74,7 @@ class MarketHistory:
         index: the files found in the replay folder.
         day_cache_bytes: budget of the parsed-day cache (one full day = 127 KB).
         agg_cache_bytes: budget of the aggregated-candle cache.
+        aliases: ``{alias: source symbol}``; an alias reads its source's data.
     """
 
     def __init__(
@@ -78,16 +83,23 @@ class MarketHistory:
         *,
         day_cache_bytes: int = 96 << 20,
         agg_cache_bytes: int = 48 << 20,
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.index = index
+        self._aliases: dict[str, str] = dict(aliases or {})
         self._days = _LRU(day_cache_bytes)
         self._aggs = _LRU(agg_cache_bytes)
         self._bounds: dict[str, tuple[int, int] | None] = {}
+
+    def source(self, symbol: str) -> str:
+        """The symbol whose data ``symbol`` replays: its source for an alias, else itself."""
+        return self._aliases.get(symbol, symbol)
 
     # ----- raw 1m rows -------------------------------------------------------------
 
     def day_rows(self, symbol: str, day: int) -> np.ndarray:
         """The 1m rows of ``symbol`` on the UTC day starting at ``day`` (may be empty)."""
+        symbol = self._aliases.get(symbol, symbol)
         key = (symbol, day)
         rows = self._days.get(key)
         if rows is not None:
@@ -135,6 +147,7 @@ class MarketHistory:
 
     def last_row_before(self, symbol: str, t: int) -> np.ndarray | None:
         """The last 1m row opening before ``t`` (searching back to the first file)."""
+        symbol = self._aliases.get(symbol, symbol)
         first = self.index.first_day(symbol)
         day = day_start(t - 1)
         while day >= first:
@@ -148,6 +161,7 @@ class MarketHistory:
 
     def bounds(self, symbol: str) -> tuple[int, int] | None:
         """(first open time, last open time) of the symbol's 1m rows, None if no rows."""
+        symbol = self._aliases.get(symbol, symbol)
         if symbol not in self._bounds:
             days = sorted(self.index.days[symbol])
             loaded = (self.day_rows(symbol, d) for d in days)
@@ -178,6 +192,7 @@ class MarketHistory:
         """Candles of ``interval`` (intraday or 1d) for a day that is entirely past."""
         if interval == "1m":
             return self.day_rows(symbol, day)
+        symbol = self._aliases.get(symbol, symbol)
         key = (symbol, interval, day)
         cached = self._aggs.get(key)
         if cached is None:
@@ -235,6 +250,7 @@ class MarketHistory:
         is the forming one (closed minutes of its bucket plus the partial minute).
         Buckets without any 1m row (outages) are absent.
         """
+        symbol = self._aliases.get(symbol, symbol)
         minute, partial = self.current(symbol, now)
         hi = now if end is None else min(end, now)
         if symbol not in self.index.days or (start is not None and start > hi):

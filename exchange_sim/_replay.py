@@ -19,12 +19,17 @@ Minutes without a row (exchange outages, see shared gaps.csv) produce no events.
 The event time ``E`` is the tick's replay time. When the loop falls behind the
 clock, in-progress ticks are skipped (counted in ``skipped_ticks``); closing ticks
 are never skipped, so every x=true kline is delivered.
+
+A symbol alias (:mod:`._aliases`) gets its source's event of the same tick with the
+alias name in ``s`` (and ``k.s``): each (source, feed) event is built once per tick,
+whatever the number of aliases listening.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 import structlog
@@ -171,42 +176,65 @@ class Replayer:
         closing = t % MINUTE_MS == 0
         minute = t - MINUTE_MS if closing else t - t % MINUTE_MS
         publish = self._hub.publish
+        source_of = self._history.source
+        events: dict[tuple[str, str], dict[str, Any] | None] = {}  # per (source, feed), this tick
+        rows: dict[str, list[float] | None] = {}
         for symbol, feeds in list(self._hub.active.items()):
-            raw = self._history.minute_row(symbol, minute)
-            row = None if raw is None else (list(raw) if closing else partial_row(raw, t - minute))
+            source = source_of(symbol)
+            if source not in rows:
+                raw = self._history.minute_row(source, minute)
+                rows[source] = None if raw is None else (list(raw) if closing else partial_row(raw, t - minute))
+            row = rows[source]
             for feed in list(feeds):
-                if feed == "ticker":
-                    if row is not None:
-                        stats = self._tickers.compute(symbol, t)
-                        if stats is not None:
-                            publish(self._name(symbol, feed), orjson.dumps(stats.event(t)))
-                    continue
-                if feed == "1m":
-                    if row is not None:
-                        event = kline_event(symbol, feed, row, closing, t)
-                        publish(self._name(symbol, feed), orjson.dumps(event))
-                    continue
-                self._longer(symbol, feed, minute, row, closing, t)
+                key = (source, feed)
+                if key in events:
+                    event = events[key]
+                else:
+                    event = events[key] = self._event(source, feed, minute, row, closing, t)
+                if event is not None:
+                    payload = event if symbol == source else _renamed(event, symbol)
+                    publish(self._name(symbol, feed), orjson.dumps(payload))
 
-    def _longer(self, symbol: str, interval: str, minute: int, row: list[float] | None, closing: bool, t: int) -> None:
+    def _event(
+        self, symbol: str, feed: str, minute: int, row: list[float] | None, closing: bool, t: int
+    ) -> dict[str, Any] | None:
+        """The payload of ``feed`` (``"ticker"`` or an interval) for ``symbol`` at ``t``, or None."""
+        if feed == "ticker":
+            if row is None:
+                return None
+            stats = self._tickers.compute(symbol, t)
+            return None if stats is None else stats.event(t)
+        if feed == "1m":
+            return None if row is None else kline_event(symbol, feed, row, closing, t)
+        return self._longer(symbol, feed, minute, row, closing, t)
+
+    def _longer(
+        self, symbol: str, interval: str, minute: int, row: list[float] | None, closing: bool, t: int
+    ) -> dict[str, Any] | None:
         forming = self._forming(symbol, interval, minute)
         if not closing:
             value = forming.value(row) if row is not None else None
-            if value is not None:
-                event = kline_event(symbol, interval, value, False, t)
-                self._hub.publish(self._name(symbol, interval), orjson.dumps(event))
-            return
+            return None if value is None else kline_event(symbol, interval, value, False, t)
         if row is not None:
             forming.today.add(row)
         bucket_closed = bucket_end(forming.open_time, interval) == t
         value = forming.value(None)
         forming.advance(t)
-        if value is None or (row is None and not bucket_closed):
-            return
-        event = kline_event(symbol, interval, value, bucket_closed, t)
-        self._hub.publish(self._name(symbol, interval), orjson.dumps(event))
         if bucket_closed:
             del self._buckets[(symbol, interval)]
+        if value is None or (row is None and not bucket_closed):
+            return None
+        return kline_event(symbol, interval, value, bucket_closed, t)
+
+
+def _renamed(event: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """A kline or ticker payload with ``symbol`` in ``s`` (and in the kline's ``k.s``)."""
+    out = dict(event)
+    out["s"] = symbol
+    kline = event.get("k")
+    if isinstance(kline, dict):
+        out["k"] = {**kline, "s": symbol}
+    return out
 
 
 class _Forming:

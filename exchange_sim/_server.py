@@ -11,6 +11,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
+from ._aliases import alias_symbols as make_aliases
 from ._errors import ReplayDataError
 from ._exchange_info import ExchangeInfo, find_exchange_info
 from ._files import ReplayIndex
@@ -47,10 +48,14 @@ class Simulator:
         exchange_info_path: recorded ``exchangeInfo.json`` (default: found next to or
             above ``replay_dir``; none found: synthesized from the symbols).
         ping_interval, pong_timeout: WebSocket keep-alive, in wall seconds.
+        alias_symbols: serve this many symbols in total: the replayed ones plus
+            aliases (``BTC2USDT``...) that replay a real symbol's candles under another
+            name (see ``_aliases`` and the README). None: no aliases.
 
     Raises:
         ReplayDataError: no data in ``replay_dir``, or a requested symbol has no files.
-        ValueError: speed <= 0 or updates_per_minute < 0.
+        ValueError: speed <= 0, updates_per_minute < 0, or alias_symbols below the
+            number of replayed symbols.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Simulator:
         exchange_info_path: Path | None = None,
         ping_interval: float = 20.0,
         pong_timeout: float = 60.0,
+        alias_symbols: int | None = None,
     ) -> None:
         self._index = ReplayIndex.scan(Path(replay_dir))
         if symbols is None:
@@ -82,15 +88,21 @@ class Simulator:
         if start_ms is None:
             start_ms = self._default_start()
         self._clock = ReplayClock(start_ms, speed)
-        self._history = MarketHistory(self._index)
-        self._tickers = TickerCalculator(self._history)
         info_path = exchange_info_path or find_exchange_info(Path(replay_dir))
         self._info = ExchangeInfo(info_path, chosen)
-        self._hub = StreamHub(chosen)
+        self._aliases: dict[str, str] = {}
+        if alias_symbols is not None:
+            self._aliases = make_aliases(chosen, alias_symbols, self._info.names | set(self._index.symbols))
+            self._info.add_aliases(self._aliases)
+        served = [*chosen, *self._aliases]
+        self._symbols = served
+        self._history = MarketHistory(self._index, aliases=self._aliases)
+        self._tickers = TickerCalculator(self._history)
+        self._hub = StreamHub(served)
         self._ws = WebSocketEndpoint(self._hub, ping_interval=ping_interval, pong_timeout=pong_timeout)
-        self._rest = RestApi(self._history, self._tickers, self._info, self._clock, chosen)
+        self._rest = RestApi(self._history, self._tickers, self._info, self._clock, served)
         self._replayer = Replayer(
-            self._history, self._tickers, self._hub, self._clock, chosen,
+            self._history, self._tickers, self._hub, self._clock, served,
             updates_per_minute=updates_per_minute, stop_at_end=stop_at_end,
         )  # fmt: skip
         self._host, self._port = host, port
@@ -134,7 +146,8 @@ class Simulator:
         self._clock.start()
         self._task = asyncio.create_task(self._replayer.run(), name="exchange_sim.replay")
         _log.info(
-            "simulator_started", url=self.base_url, symbols=len(self._symbols), speed=self._clock.speed,
+            "simulator_started", url=self.base_url, symbols=len(self._symbols), aliases=len(self._aliases),
+            speed=self._clock.speed,
             start=format_time(self._clock.start_ms), data=str(self._index.root),
         )  # fmt: skip
 
@@ -205,8 +218,14 @@ class Simulator:
 
     @property
     def symbols(self) -> list[str]:
-        """The replayed symbols (upper case), sorted."""
+        """The served symbols (upper case): the replayed ones (sorted unless ``symbols=``
+        gave an order), then the aliases in creation order."""
         return list(self._symbols)
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """``{alias: source symbol}`` (empty without ``alias_symbols``)."""
+        return dict(self._aliases)
 
     @property
     def history(self) -> MarketHistory:

@@ -112,8 +112,9 @@ class TickerStats:
 
 
 class TickerCalculator:
-    """Computes :class:`TickerStats`; the closed part of a window is cached per symbol,
-    so the ticks inside one minute only fold in the partial minute."""
+    """Computes :class:`TickerStats`; the closed part of a window is cached per source
+    symbol, so the ticks inside one minute only fold in the partial minute, and symbol
+    aliases (:mod:`._aliases`) share their source's closed statistics."""
 
     def __init__(self, history: MarketHistory) -> None:
         self._history = history
@@ -151,7 +152,7 @@ class TickerCalculator:
         start = now - DAY_MS
         first = start + (-start) % MINUTE_MS  # first minute opening inside the window
         minute, partial = self._history.current(symbol, now)
-        closed = self._closed_stats(symbol, first, minute)
+        closed = self._closed_stats(self._history.source(symbol), first, minute)
         opens = [closed.open] if closed.open is not None else []
         highs = [closed.high] if closed.high is not None else []
         lows = [closed.low] if closed.low is not None else []

@@ -243,6 +243,8 @@ class Machine:
         syms = frozenset(s for s, _ in rt.symbols)
         if check.kind == "fixed":
             async def fixed_tick() -> None:
+                # Traders firing in the same second share one tick id and so the
+                # workers' per-tick indicator cache.
                 await self.screener.tick(rt, closed_only=False, tick_id=int(time.time()))
             self.timers.add_fixed(key, check.seconds, fixed_tick)
         else:
@@ -384,6 +386,7 @@ class Machine:
             counters={
                 "screening_ticks_total": self.screener.ticks,
                 "tick_overruns_total": self.screener.overruns + self.timers.skipped,
+                "sandbox_unavailable_total": self.screener.unavailable,
                 "filter_symbol_errors_total": symbol_errors,
                 "signals_created_total": self.pipeline.signals_created,
                 "analyses_total": self.pipeline.analyses,

@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="filter source file ('-' for stdin)")
     check.add_argument("--replay", metavar="DIR", help="replay root (default ../shared/data/binance beside the repo)")
     check.add_argument("--symbol", metavar="S", action="append", help="symbol to run on (repeatable)")
-    check.add_argument("--interval", metavar="I", action="append", help="trader timeframe (repeatable; default: the code's)")
+    check.add_argument(
+        "--interval", metavar="I", action="append", help="trader timeframe (repeatable; default: the code's)"
+    )
     check.add_argument("--timeout", metavar="S", type=float, default=5.0, help="batch wall-clock limit in seconds")
     check.add_argument("--show-print", action="store_true", help="copy the filter's print output to stderr")
     return parser

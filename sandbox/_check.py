@@ -30,7 +30,16 @@ import orjson
 from ._errors import FilterRejected
 from ._policy import compile_filter
 from ._pool import SandboxPool
-from ._replay import INTERVAL_MS, ReplayMarket, aggregate, default_replay_dir, interval_ms, list_symbols, load_1m, to_klines
+from ._replay import (
+    INTERVAL_MS,
+    ReplayMarket,
+    aggregate,
+    default_replay_dir,
+    interval_ms,
+    list_symbols,
+    load_1m,
+    to_klines,
+)
 
 __all__ = ["CheckResult", "DEFAULT_SYMBOLS", "referenced_intervals", "validate_filter", "validate_filter_async"]
 
@@ -175,14 +184,20 @@ async def validate_filter_async(
         return CheckResult("error", f"unsupported interval(s) {', '.join(unsupported)}", elapsed_ms=elapsed())
     root = Path(replay_dir) if replay_dir is not None else default_replay_dir()
     if root is None or not (root / "spot" / "1m").is_dir():
-        return CheckResult("error", f"no replay data found at {root or '../shared/data/binance'}; pass --replay DIR", elapsed_ms=elapsed())
+        return CheckResult(
+            "error",
+            f"no replay data found at {root or '../shared/data/binance'}; pass --replay DIR",
+            elapsed_ms=elapsed(),
+        )
     try:
         names = _pick_symbols(root, symbols)
         market = await asyncio.to_thread(load_replay_market, root, names, chosen_intervals, limit)
     except (FileNotFoundError, ValueError, OSError) as exc:
         return CheckResult("error", f"cannot load replay klines: {exc}", elapsed_ms=elapsed())
     try:
-        async with SandboxPool(market.spec, workers=1, batch_timeout_s=timeout_s, memory_limit_mb=memory_limit_mb) as pool:
+        async with SandboxPool(
+            market.spec, workers=1, batch_timeout_s=timeout_s, memory_limit_mb=memory_limit_mb
+        ) as pool:
             await pool.load("check", code)
             batch = await pool.evaluate(
                 "check", market.symbols, chosen_intervals, closed_only=True, tick_id=1, capture_print=True

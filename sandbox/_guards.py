@@ -148,7 +148,7 @@ def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist:
 class PrintBuffer:
     """``print`` output of one batch, capped at ``limit`` characters; the rest is dropped."""
 
-    __slots__ = ("_parts", "_size", "limit", "dropped")
+    __slots__ = ("_parts", "_size", "dropped", "limit")
 
     def __init__(self, limit: int = 4096) -> None:
         self._parts: list[str] = []
@@ -170,7 +170,7 @@ class PrintBuffer:
     def text(self) -> str:
         return "".join(self._parts)
 
-    def factory(self) -> Callable[..., "_Printer"]:
+    def factory(self) -> Callable[..., _Printer]:
         """The ``_print_`` global: RestrictedPython calls it once per function that prints."""
         printer = _Printer(self)
         return lambda _getattr_=None: printer

@@ -28,14 +28,18 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import indicators
 import numpy as np
+
+import indicators
 
 from ._views import Candles, ColumnView, Snapshot, column_view
 
-__all__ = ["IndicatorError", "wrap_helpers", "sanitize"]
+__all__ = ["IndicatorError", "MEMO_MAX_ENTRIES", "wrap_helpers", "sanitize"]
 
 IndicatorError = indicators.IndicatorError
+MEMO_MAX_ENTRIES = 512
+"""Cached results per window and tick; past this a filter's calls are computed but not kept,
+so no filter can fill the shared cache (and the worker's memory) for the traders after it."""
 _MAX_DEPTH = 4
 _PLAIN = frozenset({float, int, bool, str, type(None)})
 
@@ -122,7 +126,8 @@ def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Call
         arrays = snap.memo.get(akey)
         if arrays is None:
             arrays = spec.compute_arrays([view.column(i) for i in spec.columns], params)
-            snap.memo[akey] = arrays
+            if len(snap.memo) < MEMO_MAX_ENTRIES:
+                snap.memo[akey] = arrays
         return sanitize(spec.series(arrays) if is_series else spec.latest(arrays))
 
     def helper(*args: Any, **kwargs: Any) -> Any:
@@ -141,13 +146,15 @@ def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Call
                     pass
                 except TypeError:  # unhashable argument: compute without the cache
                     return compute(snap, start, stop, rest, kwargs)
-                value = snap.memo[key] = compute(snap, start, stop, rest, kwargs)
+                value = compute(snap, start, stop, rest, kwargs)
+                if len(snap.memo) < MEMO_MAX_ENTRIES:
+                    snap.memo[key] = value
                 return value
             args = tuple(column_view(a) if type(a) is Candles else a for a in args)
             return sanitize(fn(*args, **kwargs))
         except MemoryError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - re-raised below as a fresh, plain error
+        except BaseException as exc:
             error = _fresh_error(name, exc)
         raise error
 

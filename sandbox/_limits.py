@@ -140,7 +140,10 @@ def drop_privileges(uid: int, gid: int) -> bool:
 
 
 def _prctl(option: int, arg: int) -> bool:
-    return _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    return (
+        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+        == 0
+    )
 
 
 def harden(limits: WorkerLimits, parent_pid: int) -> Isolation:

@@ -20,6 +20,7 @@ nothing computed in one tick is served in another.
 
 from __future__ import annotations
 
+import ctypes
 from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any, Final
@@ -37,6 +38,18 @@ _TICKER_INDEX: Final = tuple(TICKER_FIELDS.index(name) for name in _TICKER_NAMES
 _EVENT_TIME: Final = TICKER_FIELDS.index("event_time")
 
 
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError):  # pragma: no cover - not glibc
+    _malloc_trim = None
+
+
+def _release_free_memory() -> None:
+    """Give the freed heap of a dropped tick back to the kernel (glibc ``malloc_trim``)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 class MarketReader:
     """The attached segments of one market and the recent ticks' caches."""
 
@@ -52,13 +65,14 @@ class MarketReader:
             raise
         self._ticks: OrderedDict[int, TickData] = OrderedDict()
 
-    def tick(self, tick_id: int) -> "TickData":
+    def tick(self, tick_id: int) -> TickData:
         """The cache of ``tick_id`` (created on first use; older ticks are dropped)."""
         data = self._ticks.get(tick_id)
         if data is None:
             data = self._ticks[tick_id] = TickData(self)
             while len(self._ticks) > TICKS_KEPT:
                 self._ticks.popitem(last=False)[1].clear()
+                _release_free_memory()
         else:
             self._ticks.move_to_end(tick_id)
         return data
@@ -81,7 +95,7 @@ class MarketReader:
 class TickData:
     """Everything read or computed for one tick in this worker."""
 
-    __slots__ = ("_reader", "_snapshots", "_inputs")
+    __slots__ = ("_inputs", "_reader", "_snapshots")
 
     def __init__(self, reader: MarketReader) -> None:
         self._reader = reader
@@ -126,9 +140,7 @@ class TickData:
         found = self._inputs.get(key)
         if found is not None:
             return found
-        if not 0 <= slot < self._reader.tickers.slots or any(
-            slot >= self._reader.klines[i].slots for i in intervals
-        ):
+        if not 0 <= slot < self._reader.tickers.slots or any(slot >= self._reader.klines[i].slots for i in intervals):
             raise IndexError(f"slot {slot} of {symbol} is outside the market segments")
 
         def load(interval: str) -> Snapshot:

@@ -168,8 +168,7 @@ def _check_entry_point(tree: ast.Module) -> None:
             required_kwonly = any(default is None for default in args.kw_defaults)
             if (positional < 3 and args.vararg is None) or required > 3 or required_kwonly:
                 raise FilterRejected(
-                    f"line {node.lineno}: {ENTRY_POINT} must accept three positional arguments "
-                    "(symbol, ticker, klines)"
+                    f"line {node.lineno}: {ENTRY_POINT} must accept three positional arguments (symbol, ticker, klines)"
                 )
             return
     raise FilterRejected(f"no top-level function {ENTRY_POINT}(symbol, ticker, klines) is defined")
@@ -201,7 +200,9 @@ def compile_filter(source: str) -> CompiledFilter:
     except SyntaxError as exc:
         raise FilterRejected(f"line {exc.lineno}: SyntaxError: {exc.msg}") from None
     except (RecursionError, MemoryError, OverflowError, ValueError) as exc:
-        raise FilterRejected(f"filter code is too deeply nested or too large to compile ({type(exc).__name__})") from None
+        raise FilterRejected(
+            f"filter code is too deeply nested or too large to compile ({type(exc).__name__})"
+        ) from None
     if result.errors or result.code is None:
         errors = list(result.errors) or ["does not compile"]
         more = len(errors) - _MAX_REPORTED_ERRORS

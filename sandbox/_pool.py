@@ -92,7 +92,7 @@ class SandboxPool:
         )
 
     # ------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> "SandboxPool":
+    async def __aenter__(self) -> SandboxPool:
         await self.start()
         return self
 
@@ -229,7 +229,7 @@ class SandboxPool:
         try:
             reply = await worker.request(message, self.batch_timeout_s)
             parsed = parse_batch_reply(reply, names)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._counters["timeouts"] += 1
             await self._discard(worker, "timeout")
             detail = f"the filter batch exceeded the {self.batch_timeout_s:g} s wall-clock limit; worker killed"
@@ -264,7 +264,9 @@ class SandboxPool:
             printed=parsed["printed"],
         )
 
-    def _limit_result(self, outcome: Literal["timeout", "memory", "crashed"], detail: str, started: float) -> BatchResult:
+    def _limit_result(
+        self, outcome: Literal["timeout", "memory", "crashed"], detail: str, started: float
+    ) -> BatchResult:
         if self._state != "running":
             raise SandboxUnavailable("the sandbox pool was stopped during the batch")
         return BatchResult(outcome, detail=detail, elapsed_ms=_ms(started))
@@ -274,7 +276,7 @@ class SandboxPool:
         if code == EXIT_MEMORY:
             self._counters["memory"] += 1
             outcome, detail = "memory", "the filter exceeded the worker's memory limit"
-        elif code == -signal.SIGXCPU or code == -signal.SIGKILL and worker.cpu_s >= self._limits.cpu_limit_s:
+        elif code == -signal.SIGXCPU:
             self._counters["timeouts"] += 1
             outcome, detail = "timeout", f"the worker exceeded its CPU limit ({self._limits.cpu_limit_s} s)"
         else:
@@ -313,10 +315,8 @@ class SandboxPool:
             remaining = deadline - time.monotonic()
             try:
                 worker = await asyncio.wait_for(self._idle.get(), max(remaining, 0.0))
-            except asyncio.TimeoutError:
-                raise SandboxUnavailable(
-                    f"no sandbox worker became free within {self.acquire_timeout_s:g} s"
-                ) from None
+            except TimeoutError:
+                raise SandboxUnavailable(f"no sandbox worker became free within {self.acquire_timeout_s:g} s") from None
             if worker.alive and worker.generation == self._generation and worker in self._workers:
                 return worker
             await self._discard(worker, "stale or dead while idle", restart=worker.generation == self._generation)
@@ -355,7 +355,7 @@ class SandboxPool:
                 worker = await self._spawn()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried with backoff, counted
+            except Exception as exc:
                 self._counters["spawn_failures"] += 1
                 log.error("sandbox_worker_start_failed", error=_error_text(exc))
                 await asyncio.sleep(delay)
@@ -428,4 +428,3 @@ def _check_batch(
         names.append(symbol)
         pairs.append([symbol, slot])
     return names, pairs, interval_list
-

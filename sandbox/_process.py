@@ -99,7 +99,7 @@ class WorkerProcess:
     @classmethod
     async def spawn(
         cls, market: MarketSpec, limits: WorkerLimits, *, generation: int, start_timeout_s: float
-    ) -> "WorkerProcess":
+    ) -> WorkerProcess:
         """Start a worker and wait until it is attached, hardened and ready.
 
         Raises:
@@ -186,7 +186,7 @@ class WorkerProcess:
     async def _reap(self, timeout_s: float = 2.0) -> int | None:
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return await self.kill()
 
     async def kill(self) -> int | None:
@@ -203,10 +203,8 @@ class WorkerProcess:
         if self.proc.returncode is None and self.proc.stdin is not None:
             with contextlib.suppress(Exception):
                 self.proc.stdin.close()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), grace_s)
-            except asyncio.TimeoutError:
-                pass
         await self.kill()
 
     @property
@@ -215,4 +213,3 @@ class WorkerProcess:
 
     def describe_exit(self) -> str:
         return _describe_exit(self.proc.returncode)
-

@@ -106,7 +106,7 @@ def parse_batch_reply(message: Mapping[str, Any], symbols: Sequence[str]) -> dic
         ProtocolError: unknown outcome, a symbol that was not requested, wrong types.
     """
     outcome = message.get("outcome")
-    if outcome not in ("ok", "error", "memory"):
+    if outcome not in ("ok", "error", "rejected", "memory"):
         raise ProtocolError(f"unknown batch outcome {outcome!r}")
     requested = frozenset(symbols)
     raw_matches = message.get("matches", [])

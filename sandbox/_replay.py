@@ -157,7 +157,7 @@ class ReplayMarket:
     _segments: list[KlineSegment | TickerSegment]
 
     @classmethod
-    def build(cls, data: dict[str, dict[str, np.ndarray]], limit: int, day_rows: dict[str, np.ndarray]) -> "ReplayMarket":
+    def build(cls, data: dict[str, dict[str, np.ndarray]], limit: int, day_rows: dict[str, np.ndarray]) -> ReplayMarket:
         """Write ``data[symbol][interval]`` (11-column rows) into new segments.
 
         ``day_rows[symbol]`` (6-column 1m rows of the last 24 h) gives the ticker.

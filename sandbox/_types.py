@@ -61,7 +61,7 @@ class MarketSpec:
         }
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "MarketSpec":
+    def from_dict(cls, raw: Any) -> MarketSpec:
         """Inverse of :meth:`to_dict`.
 
         Raises:

@@ -55,7 +55,7 @@ class Snapshot:
         memo: helper results for this window, keyed by the helper adapter.
     """
 
-    __slots__ = ("array", "n", "memo", "_rows")
+    __slots__ = ("_rows", "array", "memo", "n")
 
     def __init__(self, array: np.ndarray) -> None:
         array = np.ascontiguousarray(array, dtype=np.float64)
@@ -170,7 +170,7 @@ class Klines(Mapping[str, Candles]):
     Windows are read lazily through ``load(interval)`` on first access and kept.
     """
 
-    __slots__ = ("_intervals", "_load", "_cache")
+    __slots__ = ("_cache", "_intervals", "_load")
 
     def __init__(self, intervals: tuple[str, ...], load: Callable[[str], Snapshot]) -> None:
         self._intervals = intervals

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict
-from types import CodeType, TracebackType
+from types import CodeType, MappingProxyType, TracebackType
 from typing import Any, Final
 
 import numpy as np
@@ -41,9 +41,18 @@ from ._helpers import wrap_helpers
 from ._limits import WorkerLimits, harden
 from ._market import MarketReader
 from ._policy import FILTER_FILENAME, compile_filter
-from ._protocol import EXIT_MEMORY, EXIT_PROTOCOL, PRINT_MAX_CHARS, cut, encode, fit_batch_reply, read_message, write_message
+from ._protocol import (
+    EXIT_MEMORY,
+    EXIT_PROTOCOL,
+    PRINT_MAX_CHARS,
+    cut,
+    encode,
+    fit_batch_reply,
+    read_message,
+    write_message,
+)
 from ._types import MarketSpec
-from ._views import Candles, Snapshot
+from ._views import Candles, Klines, Snapshot
 
 __all__ = ["Runner", "describe", "main"]
 
@@ -77,7 +86,7 @@ def describe(exc: BaseException) -> str:
     name = type(exc).__name__
     try:
         text = str(exc)
-    except BaseException:  # noqa: BLE001 - an exception whose str() fails
+    except BaseException:
         text = "<message unavailable>"
     message = f"{name}: {text}" if text else name
     if isinstance(exc, NameError) and getattr(exc, "name", None) in FORBIDDEN_BUILTINS:
@@ -126,7 +135,7 @@ class Runner:
         """Run one batch; see the module doc. Returns the reply object."""
         code = self._code(msg)
         if isinstance(code, str):
-            return {"outcome": "error", "detail": code}
+            return {"outcome": "rejected" if code.startswith("rejected:") else "error", "detail": code}
         intervals = tuple(msg["intervals"])
         missing = [i for i in intervals if i not in self.market.klines]
         if missing:
@@ -140,7 +149,7 @@ class Runner:
             exec(code, g)
         except MemoryError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - user code
+        except BaseException as exc:
             return {"outcome": "error", "detail": "the filter's module code raised " + describe(exc)}
         check = g.get("check_signal")
         if not callable(check):
@@ -153,7 +162,7 @@ class Runner:
                 ticker, klines = tick.inputs(symbol, slot, intervals, closed_only)
             except MemoryError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - bad slot or a writer holding the lock
+            except Exception as exc:
                 errors[symbol] = f"market data unavailable: {exc}"
                 continue
             evaluated += 1
@@ -161,7 +170,7 @@ class Runner:
                 result = check(symbol, ticker, klines)
             except MemoryError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - user code
+            except BaseException as exc:
                 errors[symbol] = describe(exc)
                 continue
             if result is True:
@@ -192,17 +201,13 @@ class Runner:
                 for args in ((candles,), (candles, 5)):
                     try:
                         helper(*args)
-                    except Exception:  # noqa: BLE001, S112 - only importing lazily loaded code
+                    except Exception:
                         continue
         compiled = compile_filter(_WARM_UP_FILTER)
         g = dict(self.globals)
         g["_print_"] = PrintBuffer(256).factory()
         exec(compiled.code, g)
-        from types import MappingProxyType
-
-        from ._views import Klines
-
-        g["check_signal"]("WARMUP", MappingProxyType({"last_price": 1.0}), Klines(("1m",), lambda i: candles._snap))
+        g["check_signal"]("WARMUP", MappingProxyType({"last_price": 1.0}), Klines(("1m",), lambda _: candles._snap))
         describe(ValueError("warm-up"))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from machine.traders import TraderConfig
-from sandbox import BatchResult, SandboxPool
+from sandbox import BatchResult, SandboxPool, SandboxUnavailable, UnknownFilter
 
 __all__ = ["Screener", "TraderRuntime"]
 
@@ -72,6 +72,7 @@ class Screener:
         self._market_time_ms = market_time_ms
         self.ticks = 0
         self.overruns = 0
+        self.unavailable = 0
 
     async def tick(self, rt: TraderRuntime, *, closed_only: bool, tick_id: int, market_time_ms: int | None = None) -> BatchResult | None:
         """Evaluate the trader's filter over all its symbols once; None when skipped."""
@@ -88,6 +89,14 @@ class Screener:
             result = await self._sandbox.evaluate(
                 rt.filter_id, rt.symbols, rt.config.timeframes, closed_only=closed_only, tick_id=tick_id
             )
+        except UnknownFilter:
+            return None  # unloaded by a reload while this tick was due
+        except SandboxUnavailable as exc:
+            # The machine's pool is down or saturated: not the trader's fault, so it
+            # does not count towards the trader's failure limit.
+            self.unavailable += 1
+            log.error("sandbox_unavailable", trader_id=str(rt.config.id), error=str(exc))
+            return None
         finally:
             rt.running = False
         rt.last_tick_ms = (time.perf_counter() - started) * 1000

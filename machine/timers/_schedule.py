@@ -5,25 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from machine.store import INTERVAL_MS as STORE_INTERVAL_MS
+
 __all__ = ["INTERVAL_MS", "Schedule", "ScheduleError", "parse_schedule"]
 
-#: Binance kline intervals (spot "Kline/Candlestick data") in ms.
-INTERVAL_MS: dict[str, int] = {
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-    "3d": 259_200_000,
-    "1w": 604_800_000,
-}
+#: Kline intervals traders may use, in ms: Binance's intervals without ``1s`` (no
+#: candle-close ticks at that rate) and ``1M`` (months have no fixed length).
+INTERVAL_MS: dict[str, int] = {k: v for k, v in STORE_INTERVAL_MS.items() if k not in ("1s", "1M")}
 _FIXED = re.compile(r"^(\d+)(s|m|h)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -62,11 +63,17 @@ class Timers:
         self._close.clear()
 
     def add_fixed(self, key: str, seconds: float, callback: FixedCallback) -> None:
-        """Run ``callback`` every ``seconds`` (first run one period from now)."""
+        """Run ``callback`` every ``seconds``, on multiples of ``seconds`` since the epoch.
+
+        Aligning the phase makes every trader with the same period fire at the same
+        instant, so their screening ticks can share indicator work.
+        """
         self.remove(key)
+        now = time.time()
+        start = datetime.fromtimestamp((int(now // seconds) + 1) * seconds, tz=timezone.utc)
         self._scheduler.add_job(
             callback,
-            IntervalTrigger(seconds=seconds, timezone=timezone.utc),
+            IntervalTrigger(seconds=seconds, start_date=start, timezone=timezone.utc),
             id=key,
             max_instances=1,
             coalesce=True,

@@ -16,7 +16,6 @@ from sandbox._check import load_replay_market
 from sandbox_data import INTERVALS, SYMBOLS
 
 
-
 @pytest.fixture(scope="session")
 def market(binance_data):
     """ReplayMarket: 8 symbols x (1m, 1h) x 500 closed candles in shared memory."""

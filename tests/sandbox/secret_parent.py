@@ -22,7 +22,8 @@ HUNTERS = {
     "import_os": "import os\ndef check_signal(s, t, k):\n    return '{S}' in str(os.environ)\n",
     "open_environ": "def check_signal(s, t, k):\n    return '{S}' in open('/proc/self/environ').read()\n",
     "open_parent_environ": "def check_signal(s, t, k):\n    return '{S}' in open('/proc/1/environ').read()\n",
-    "format_globals": "def check_signal(s, t, k):\n    return '{S}' in '{{0.__init__.__globals__}}'.format(get_latest_rsi)\n",
+    "format_globals": "def check_signal(s, t, k):\n"
+    "    return '{S}' in '{{0.__init__.__globals__}}'.format(get_latest_rsi)\n",
     "math_module": "import math\ndef check_signal(s, t, k):\n    return '{S}' in repr(math) + str(math.pi)\n",
     "exception_args": "def check_signal(s, t, k):\n    try:\n        get_latest_rsi(k['1m'], -5)\n"
     "    except Exception as e:\n        return '{S}' in str(e.args)\n    return False\n",

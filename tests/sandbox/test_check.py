@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox_data import BENIGN
 
 from sandbox import CheckResult, validate_filter, validate_filter_async
 from sandbox._check import referenced_intervals
+from sandbox_data import BENIGN
 
 REPO = Path(__file__).resolve().parents[2]
 FOUR = ["BTCUSDT", "ETHUSDT", "DOGEUSDT", "LINKUSDT"]
@@ -44,7 +44,9 @@ async def test_outcomes(binance_data, code, outcome, detail):
 async def test_no_replay_data_is_an_error(tmp_path):
     result = await validate_filter_async(BENIGN, replay_dir=tmp_path)
     assert result.outcome == "error" and "no replay data" in result.detail
-    result = await validate_filter_async(BENIGN, replay_dir=REPO.parent / "shared" / "data" / "binance", symbols=["NOPEUSDT"])
+    result = await validate_filter_async(
+        BENIGN, replay_dir=REPO.parent / "shared" / "data" / "binance", symbols=["NOPEUSDT"]
+    )
     assert result.outcome == "error" and "NOPEUSDT" in result.detail
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import indicators
 import numpy as np
 import pytest
 import talib
 
-from sandbox._helpers import IndicatorError, sanitize, wrap_helpers
+import indicators
+from sandbox._helpers import MEMO_MAX_ENTRIES, IndicatorError, sanitize, wrap_helpers
 from sandbox._views import Candles, ColumnView, Snapshot
 
 
@@ -117,3 +117,13 @@ def test_memory_errors_are_not_swallowed():
 
     with pytest.raises(MemoryError):
         wrap_helpers({"hungry": hungry})["hungry"](window())
+
+
+def test_one_filter_cannot_fill_the_shared_cache():
+    helper = wrap_helpers()["get_latest_sma"]
+    k = window(n=50)
+    for period in range(2, 2 + 3 * MEMO_MAX_ENTRIES):
+        helper(k, period % 40 + 2 if period > 40 else period)
+        helper(k[: 50 - period % 45], 2)
+    assert len(k._snap.memo) <= MEMO_MAX_ENTRIES
+    assert math.isclose(helper(k, 5), sum(c.close for c in k[-5:]) / 5)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sandbox_data import INTERVALS
 
 from sandbox import SandboxPool
 from sandbox._process import worker_environment
+from sandbox_data import INTERVALS
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 ROOT = os.geteuid() == 0
@@ -35,7 +35,7 @@ def proc_fields(pid: int, name: str) -> dict[str, str]:
 def limit(pid: int, title: str) -> str:
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
         if line.startswith(title):
-            return line[len(title):].split()[0]
+            return line[len(title) :].split()[0]
     raise AssertionError(title)
 
 

@@ -18,22 +18,74 @@ def run(source: str, *args):
 
 
 ACCEPTED = {
-    "comprehensions": "def check_signal(s, t, k):\n    xs = [i * i for i in range(5) if i]\n    d = {i: i for i in xs}\n"
-    "    st = {i % 2 for i in xs}\n    return sum(x for x in xs) == 30 and len(d) == 4 and st == {0, 1}\n",
-    "nested_functions_lambda": "def check_signal(s, t, k):\n    def avg(v):\n        return sum(v) / len(v)\n"
-    "    key = lambda p: -p[1]\n    return avg([1, 2, 3]) == 2 and sorted([(1, 2), (2, 5)], key=key)[0] == (2, 5)\n",
-    "math": "import math\nfrom math import sqrt as root\ndef check_signal(s, t, k):\n"
-    "    return math.isclose(root(16.0), 4.0) and math.floor(math.log(100, 10) + 0.5) == 2\n",
-    "fstring_try_except": "def check_signal(s, t, k):\n    try:\n        x = 1 / 0\n    except ZeroDivisionError as exc:\n"
-    "        x = f'{s}:{0.5:.2f}:{exc!r}'\n    finally:\n        pass\n    return x == \"ab:0.50:ZeroDivisionError('division by zero')\"\n",
-    "unpacking_and_loops": "def check_signal(s, t, k):\n    a, (b, c) = 1, (2, 3)\n    first, *rest = [4, 5, 6]\n"
-    "    total = 0\n    for i, (x, y) in enumerate(zip([1, 2], [3, 4])):\n        total += i * x + y\n"
-    "    pairs = [p + q for p, q in [(1, 2), (3, 4)]]\n    return (a, b, c, first, rest, total, pairs) == (1, 2, 3, 4, [5, 6], 9, [3, 7])\n",
-    "augmented_and_power": "def check_signal(s, t, k):\n    n = 2\n    n **= 3\n    n += 1\n    n *= 2\n    return n == 18 and 2 ** 10 == 1024 and pow(2, 3) == 8\n",
-    "walrus_and_ternary": "def check_signal(s, t, k):\n    if (n := len(s)) > 1:\n        return n == 2 if s else False\n    return False\n",
-    "own_containers_writable": "def check_signal(s, t, k):\n    d = {}\n    d['x'] = 1\n    lst = [0]\n    lst[0] = 2\n    del d['x']\n"
-    "    return d == {} and lst == [2]\n",
-    "print_and_printed": "def check_signal(s, t, k):\n    print('hello', s, sep='-')\n    return printed == 'hello-ab\\n'\n",
+    "comprehensions": """
+def check_signal(s, t, k):
+    xs = [i * i for i in range(5) if i]
+    d = {i: i for i in xs}
+    st = {i % 2 for i in xs}
+    return sum(x for x in xs) == 30 and len(d) == 4 and st == {0, 1}
+""",
+    "nested_functions_lambda": """
+def check_signal(s, t, k):
+    def avg(v):
+        return sum(v) / len(v)
+    key = lambda p: -p[1]
+    return avg([1, 2, 3]) == 2 and sorted([(1, 2), (2, 5)], key=key)[0] == (2, 5)
+""",
+    "math": """
+import math
+from math import sqrt as root
+def check_signal(s, t, k):
+    return math.isclose(root(16.0), 4.0) and math.floor(math.log(100, 10) + 0.5) == 2
+""",
+    "fstring_try_except": """
+def check_signal(s, t, k):
+    try:
+        x = 1 / 0
+    except ZeroDivisionError as exc:
+        x = f"{s}:{0.5:.2f}:{exc!r}"
+    finally:
+        pass
+    return x == "ab:0.50:ZeroDivisionError('division by zero')"
+""",
+    "unpacking_and_loops": """
+def check_signal(s, t, k):
+    a, (b, c) = 1, (2, 3)
+    first, *rest = [4, 5, 6]
+    total = 0
+    for i, (x, y) in enumerate(zip([1, 2], [3, 4])):
+        total += i * x + y
+    pairs = [p + q for p, q in [(1, 2), (3, 4)]]
+    return (a, b, c, first, rest, total, pairs) == (1, 2, 3, 4, [5, 6], 9, [3, 7])
+""",
+    "augmented_and_power": """
+def check_signal(s, t, k):
+    n = 2
+    n **= 3
+    n += 1
+    n *= 2
+    return n == 18 and 2 ** 10 == 1024 and pow(2, 3) == 8
+""",
+    "walrus_and_ternary": """
+def check_signal(s, t, k):
+    if (n := len(s)) > 1:
+        return n == 2 if s else False
+    return False
+""",
+    "own_containers_writable": """
+def check_signal(s, t, k):
+    d = {}
+    d["x"] = 1
+    lst = [0]
+    lst[0] = 2
+    del d["x"]
+    return d == {} and lst == [2]
+""",
+    "print_and_printed": """
+def check_signal(s, t, k):
+    print("hello", s, sep="-")
+    return printed == "hello-ab\\n"
+""",
 }
 
 
@@ -46,13 +98,22 @@ REFUSED = {
     "class": ("class A:\n    pass\ndef check_signal(s, t, k):\n    return True\n", "class definitions"),
     "import_os": ("import os\ndef check_signal(s, t, k):\n    return True\n", 'import of "os"'),
     "import_alias_dunder": ("import math as _m\ndef check_signal(s, t, k):\n    return True\n", 'starts with "_"'),
-    "from_math_dunder": ("from math import __loader__\ndef check_signal(s, t, k):\n    return True\n", 'starts with "_"'),
+    "from_math_dunder": (
+        "from math import __loader__\ndef check_signal(s, t, k):\n    return True\n",
+        'starts with "_"',
+    ),
     "dunder_attr": ("def check_signal(s, t, k):\n    return s.__class__\n", "invalid attribute name"),
     "inspect_attr": ("def check_signal(s, t, k):\n    return k.gi_frame\n", "restricted name"),
     "underscore_name": ("def check_signal(s, t, k):\n    _x = 1\n    return True\n", 'starts with "_"'),
-    "item_augassign": ("def check_signal(s, t, k):\n    d = {'a': 0}\n    d['a'] += 1\n    return True\n", "Augmented assignment"),
+    "item_augassign": (
+        "def check_signal(s, t, k):\n    d = {'a': 0}\n    d['a'] += 1\n    return True\n",
+        "Augmented assignment",
+    ),
     "attr_augassign": ("def check_signal(s, t, k):\n    k.x += 1\n    return True\n", "Augmented assignment"),
-    "nonlocal": ("def check_signal(s, t, k):\n    x = 1\n    def f():\n        nonlocal x\n    return True\n", "Nonlocal"),
+    "nonlocal": (
+        "def check_signal(s, t, k):\n    x = 1\n    def f():\n        nonlocal x\n    return True\n",
+        "Nonlocal",
+    ),
     "async": ("async def check_signal(s, t, k):\n    return True\n", "no top-level function"),
     "syntax": ("def check_signal(s, t, k)\n    return True\n", "SyntaxError"),
     "no_entry_point": ("x = 1\n", "no top-level function check_signal"),
@@ -79,7 +140,9 @@ def test_oversized_source_is_refused():
 
 def test_error_lists_line_numbers_and_is_bounded():
     source = "def check_signal(s, t, k):\n" + "".join(f"    _v{i} = {i}\n" for i in range(20)) + "    return True\n"
-    message = str(pytest.raises(FilterRejected, compile_filter, source).value)
+    with pytest.raises(FilterRejected) as info:
+        compile_filter(source)
+    message = str(info.value)
     assert message.startswith("Line 2:")
     assert message.endswith("and 15 more")
 

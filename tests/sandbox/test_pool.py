@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import talib
-from sandbox_data import BENIGN, INTERVALS, SYMBOLS
 
 from sandbox import BatchResult, FilterRejected, MarketSpec, SandboxPool, SandboxUnavailable, UnknownFilter
-from sandbox._segment import KlineSegment, TickerSegment
+from sandbox._segment import KlineSegment, SegmentSpec, TickerSegment
+from sandbox_data import BENIGN, INTERVALS, SYMBOLS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -71,7 +71,14 @@ async def pool(market):
 
 
 async def evaluate(pool, market, filter_id="benign", tick_id=1, **kw) -> BatchResult:
-    return await pool.evaluate(filter_id, market.symbols, kw.pop("intervals", INTERVALS), closed_only=kw.pop("closed_only", True), tick_id=tick_id, **kw)
+    return await pool.evaluate(
+        filter_id,
+        market.symbols,
+        kw.pop("intervals", INTERVALS),
+        closed_only=kw.pop("closed_only", True),
+        tick_id=tick_id,
+        **kw,
+    )
 
 
 async def test_started_isolated_and_right(pool, market, benign_expected):
@@ -86,7 +93,9 @@ async def test_started_isolated_and_right(pool, market, benign_expected):
 
 
 async def test_concurrent_batches_of_several_traders(pool, market, windows, benign_expected):
-    await pool.load("macd", "def check_signal(s, t, k):\n    m, sig, h = get_latest_macd(k['1h'])\n    return m > sig\n")
+    await pool.load(
+        "macd", "def check_signal(s, t, k):\n    m, sig, h = get_latest_macd(k['1h'])\n    return m > sig\n"
+    )
     expected_macd = set()
     for s in SYMBOLS:
         m, sig, _ = talib.MACD(windows[s, "1h"][4])
@@ -220,3 +229,9 @@ async def test_lifecycle(small):
         await p.evaluate("last", small.symbols, ["1m"], closed_only=True, tick_id=1)
     with pytest.raises(SandboxUnavailable):
         await p.start()
+
+
+async def test_no_worker_can_start():
+    missing = MarketSpec({"1m": SegmentSpec("psm_no_such_segment", 2, 10)}, SegmentSpec("psm_no_such_ticker", 2))
+    with pytest.raises(SandboxUnavailable, match="FileNotFoundError"):
+        await SandboxPool(missing, workers=1).start()

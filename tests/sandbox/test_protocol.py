@@ -31,7 +31,10 @@ def reader_with(data: bytes) -> asyncio.StreamReader:
 
 
 async def test_reply_roundtrip():
-    assert await read_reply(reader_with(encode({"outcome": "ok", "matches": ["A"]}))) == {"outcome": "ok", "matches": ["A"]}
+    assert await read_reply(reader_with(encode({"outcome": "ok", "matches": ["A"]}))) == {
+        "outcome": "ok",
+        "matches": ["A"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,9 @@ def test_fit_batch_reply_always_fits_the_cap():
     many = [f"S{i:030d}" for i in range(1024)]
     data = fit_batch_reply({"outcome": "ok", "matches": [], "errors": {s: "e" * 2048 for s in many}, "evaluated": 1024})
     reply = orjson.loads(data[4:])
-    assert len(data) <= MAX_REPLY_BYTES and reply["errors"] == {} and "1024 per-symbol errors omitted" in reply["detail"]
+    assert (
+        len(data) <= MAX_REPLY_BYTES and reply["errors"] == {} and "1024 per-symbol errors omitted" in reply["detail"]
+    )
 
 
 def test_cut_respects_utf8_bytes():

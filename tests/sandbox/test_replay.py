@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -68,7 +68,7 @@ def test_zero_volume_minutes_do_not_set_ohlc():
 def test_weeks_start_on_monday(binance_data):
     out = aggregate(load_1m(binance_data, "BTCUSDT", 20 * 1440), "1w")
     for open_time in out[:, 0]:
-        day = datetime.fromtimestamp(open_time / 1000, tz=timezone.utc)
+        day = datetime.fromtimestamp(open_time / 1000, tz=UTC)
         assert day.weekday() == 0 and (day.hour, day.minute) == (0, 0)
 
 
@@ -87,7 +87,7 @@ def test_loading_reads_the_newest_days(binance_data):
     assert rows.shape[1] == 6 and 2000 <= len(rows) <= 3 * 1440
     assert np.all(np.diff(rows[:, 0]) > 0)
     newest = max(p.name for p in (binance_data / "spot" / "1m" / "BTCUSDT").iterdir())
-    assert newest.endswith(datetime.fromtimestamp(rows[-1, 0] / 1000, tz=timezone.utc).strftime("%Y-%m-%d.csv.gz"))
+    assert newest.endswith(datetime.fromtimestamp(rows[-1, 0] / 1000, tz=UTC).strftime("%Y-%m-%d.csv.gz"))
     with pytest.raises(FileNotFoundError):
         load_1m(binance_data, "NOPEUSDT", 10)
     with pytest.raises(ValueError):

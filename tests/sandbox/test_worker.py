@@ -14,13 +14,13 @@ import io
 from collections import namedtuple
 from pathlib import Path
 
-import indicators
 import pytest
 import pytest_asyncio
-from sandbox_data import INTERVALS, SYMBOLS
 
+import indicators
 from sandbox import SandboxPool
 from sandbox._segment import KLINE_COLUMNS, TICKER_FIELDS
+from sandbox_data import INTERVALS, SYMBOLS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
