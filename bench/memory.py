@@ -536,9 +536,11 @@ async def run(args: argparse.Namespace, started: Started, workdir: Path) -> dict
             return await _run_machine(args, started, workdir, speed, wall_day, traders, user_id, dsn, sim_url,
                                       analysis.analyze_url, analysis_token, baseline, floor, workers)  # fmt: skip
         finally:
+            # in a thread: this loop keeps answering the machine's analysis calls while it drains
+            await asyncio.to_thread(started.stop_all)
             await analysis.close()
     finally:
-        started.stop_all()
+        await asyncio.to_thread(started.stop_all)
         await asyncio.to_thread(pg.stop)
 
 
@@ -738,8 +740,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
+def _quiet_logs() -> None:
+    """This process (analysis service) logs warnings and errors only, as JSON on stderr."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
 def main() -> int:
     args = _parser().parse_args()
+    _quiet_logs()
     if not (DATA / "spot" / "1m").is_dir():
         print(f"no replay data at {DATA}", file=sys.stderr)
         return 2

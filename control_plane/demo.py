@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -199,12 +200,18 @@ async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed
             machine = await provisioner.provision(user_id)
             console.print(f"Machine {machine['machine_id']} {machine['status']} at {machine['http_url']}.")
             started = time.monotonic()
-            with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            interrupted = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, interrupted.set)  # Ctrl-C ends the demo cleanly
+            try:
                 with Live(await _render(stack.pool, user_id, started, duration), console=console,
                           refresh_per_second=2, transient=False) as live:
-                    while duration is None or time.monotonic() - started < duration:
-                        await asyncio.sleep(1.0)
+                    while not interrupted.is_set() and (duration is None or time.monotonic() - started < duration):
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(interrupted.wait(), 1.0)
                         live.update(await _render(stack.pool, user_id, started, duration))
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
             result = await summary(stack.pool, user_id)
             final = await provisioner.destroy(user_id, "demo finished")
             console.print(f"Machine destroyed; final state {final['finalState']}.")
