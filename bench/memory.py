@@ -89,11 +89,16 @@ def check_signal(symbol, ticker, klines):
 MACD_CROSS = """
 def check_signal(symbol, ticker, klines):
     macd, signal, hist = get_macd(klines["1m"], {fast}, {slow}, 9)
-    if len(hist) < 2 or hist[-1] is None or hist[-2] is None:
+    if len(hist) < 2 or hist[-1] is None or hist[-2] is None or macd[-1] is None:
+        return False
+    if not (hist[-2] <= 0 < hist[-1] and macd[-1] < 0):
+        return False
+    volume_ma = get_latest_volume_ma(klines["1m"], 20)
+    if volume_ma is None or klines["1m"][-1].volume < 2 * volume_ma:
         return False
     trend = get_latest_ema(klines["1h"], {trend})
     closes = get_closes(klines["1h"])
-    return hist[-2] <= 0 < hist[-1] and trend is not None and closes[-1] > trend
+    return trend is not None and closes[-1] > trend
 """
 
 MOMENTUM = """
@@ -138,7 +143,7 @@ def check_signal(symbol, ticker, klines):
         return False
     k, d = stoch
     cci = get_latest_cci(klines["1h"], 20)
-    return k < {level} and k > d and cci is not None and cci > -100
+    return k < {level} and k > d and cci is not None and cci > 0
 """
 
 DONCHIAN = """
@@ -149,7 +154,9 @@ def check_signal(symbol, ticker, klines):
         return False
     upper, middle, lower = channel
     last = klines["1m"][-1]
-    return last.close > upper - atr * {slack} and get_latest_obv(klines["1m"]) is not None
+    obv = get_obv(klines["1m"])
+    rising = len(obv) > 10 and obv[-1] is not None and obv[-11] is not None and obv[-1] > obv[-11]
+    return last.close > upper + atr * {slack} and rising
 """
 
 KELTNER = """
@@ -166,14 +173,14 @@ def check_signal(symbol, ticker, klines):
 def trader_filters(count: int) -> list[tuple[str, str]]:
     """``count`` (name, filter code) pairs: eight families, parameters varied per copy."""
     families = [
-        ("rsi", lambda n: RSI.format(period=(14, 7, 21)[n % 3], threshold=(25, 20, 30)[n % 3], threshold_1h=(45, 50)[n % 2])),
+        ("rsi", lambda n: RSI.format(period=(14, 7, 21)[n % 3], threshold=(20, 15, 22)[n % 3], threshold_1h=(40, 45)[n % 2])),
         ("macd-cross", lambda n: MACD_CROSS.format(fast=(12, 8, 5)[n % 3], slow=(26, 21, 35)[n % 3], trend=(50, 100)[n % 2])),
-        ("momentum", lambda n: MOMENTUM.format(lookback=(10, 20, 30)[n % 3], threshold=(0.01, 0.02, 0.03)[n % 3])),
-        ("volume-spike", lambda n: VOLUME_SPIKE.format(period=(20, 30)[n % 2], factor=(3, 4)[n % 2])),
-        ("bollinger", lambda n: BOLLINGER.format(period=(20, 30)[n % 2], width=(2.0, 2.5)[n % 2], adx=(25, 20)[n % 2])),
-        ("stochastic", lambda n: STOCHASTIC.format(level=(20, 15)[n % 2])),
-        ("donchian", lambda n: DONCHIAN.format(period=(20, 48)[n % 2], slack=(0.1, 0.2)[n % 2])),
-        ("keltner", lambda n: KELTNER.format(mult=(2.0, 2.5)[n % 2])),
+        ("momentum", lambda n: MOMENTUM.format(lookback=(10, 20, 30)[n % 3], threshold=(0.03, 0.04, 0.05)[n % 3])),
+        ("volume-spike", lambda n: VOLUME_SPIKE.format(period=(20, 30)[n % 2], factor=(6, 8)[n % 2])),
+        ("bollinger", lambda n: BOLLINGER.format(period=(20, 30)[n % 2], width=(3.0, 3.5)[n % 2], adx=(20, 15)[n % 2])),
+        ("stochastic", lambda n: STOCHASTIC.format(level=(10, 5)[n % 2])),
+        ("donchian", lambda n: DONCHIAN.format(period=(20, 48)[n % 2], slack=(0.5, 1.0)[n % 2])),
+        ("keltner", lambda n: KELTNER.format(mult=(3.0, 3.5)[n % 2])),
     ]  # fmt: skip
     out = []
     for i in range(count):

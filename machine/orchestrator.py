@@ -109,8 +109,9 @@ class Machine:
         traders = await self._trader_repo.load_active(self.user_id)
         for tf in {tf for t in traders for tf in t.timeframes if tf in INTERVAL_MS}:
             self.store.ensure_interval(tf)
+        self._market_spec = self.store.market_spec()
         self.sandbox = SandboxPool(
-            self.store.market_spec(), workers=s.sandbox_workers, batch_timeout_s=s.sandbox_batch_timeout_s
+            self._market_spec, workers=s.sandbox_workers, batch_timeout_s=s.sandbox_batch_timeout_s
         )
         await self.sandbox.start()
 
@@ -222,7 +223,10 @@ class Machine:
             check, reanalysis = await self._validate(trader)
             for tf in set(trader.timeframes) | ({check.interval} if check.kind == "close" else set()):
                 self.store.ensure_interval(tf)
-            await self.sandbox.set_market(self.store.market_spec())
+            spec = self.store.market_spec()
+            if spec != self._market_spec:  # a new interval: workers must attach its segment
+                await self.sandbox.set_market(spec)
+                self._market_spec = spec
             filter_id = f"{trader.id}:{trader.version}"
             await self.sandbox.load(filter_id, trader.filter_code)
         except (ScheduleError, FilterRejected) as exc:

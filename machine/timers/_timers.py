@@ -97,9 +97,12 @@ class Timers:
         for key, sub in self._close.items():
             if sub.interval != interval or symbol not in sub.symbols or open_time_ms <= sub.fired_upto:
                 continue
-            # A later candle closing means every earlier one is complete.
-            for older in [t for t in sub.seen if t < open_time_ms]:
-                self._fire(key, sub, older)
+            # A later candle closing means every earlier one is complete: run one tick
+            # for the newest of them; older pending candles are skipped, not queued.
+            older = [t for t in sub.seen if t < open_time_ms]
+            if older:
+                self.skipped += len(older) - 1
+                self._fire(key, sub, max(older))
             seen = sub.seen.setdefault(open_time_ms, set())
             first = not seen
             seen.add(symbol)
