@@ -18,14 +18,15 @@ import asyncpg
 import httpx
 import structlog
 
-from control_plane.fly import FlyClient, FlyError, FlyNotFound, machine_config_for
+from control_plane.fly import TIER_MEMORY_MB, FlyClient, FlyError, FlyNotFound, machine_config_for
 
-__all__ = ["MachineEnv", "Provisioner", "ProvisioningError", "TIER_MEMORY_MB"]
+__all__ = ["MachineEnv", "Provisioner", "ProvisioningError", "TIER_MEMORY_MB", "TIER_SANDBOX_WORKERS"]
 
 log = structlog.get_logger(__name__)
 
-#: Memory per subscription tier (MB). ``free`` has no machine.
-TIER_MEMORY_MB: Mapping[str, int] = {"pro": 256, "elite": 512, "power": 1024}
+#: Sandbox worker processes per tier: a pro machine (up to 20 traders) screens a
+#: tick on one worker well within a second; more workers cost ~40 MB each.
+TIER_SANDBOX_WORKERS: Mapping[str, int] = {"pro": 1, "elite": 2, "power": 2}
 
 
 class ProvisioningError(RuntimeError):
@@ -112,6 +113,7 @@ class Provisioner:
             "MACHINE_TOKEN": self._token_for(str(user_id)),
             "BINANCE_WS_URL": self._env.binance_ws_url,
             "BINANCE_REST_URL": self._env.binance_rest_url,
+            "SANDBOX_WORKERS": str(TIER_SANDBOX_WORKERS[user["tier"]]),
             **(self._env.extra or {}),
         }
         config = machine_config_for(str(user_id), user["tier"], self._image, env)
