@@ -20,7 +20,9 @@ varied parameters.
 
 With ``--cores 1`` (default) this process and its workers are pinned to one
 CPU. The last line of output is one JSON object with ``p50_s``, ``p99_s``,
-``naive_p50_s``, ``naive_p99_s`` and ``ratio`` (sandboxed p99 / naive p99).
+``naive_p50_s``, ``naive_p99_s`` and ``ratio`` (sandboxed p99 / naive p99),
+plus ``worker_pss_mb``: the workers' PSS after the last sandboxed tick
+(``/proc/PID/smaps_rollup``; see ``bench/worker_memory.py`` for memory).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import indicators
 from sandbox import SandboxPool
 from sandbox._replay import ReplayMarket, aggregate, default_replay_dir, list_symbols, load_1m, to_klines
-from sandbox._segment import KlineSegment, TickerSegment
+from sandbox._segment import FLAG_CLOSED, KlineSegment, TickerSegment
+from sandbox._views import Candle
 
 INTERVALS = ("1m", "1h")
 
@@ -110,17 +113,40 @@ def build_market(replay_dir: Path, n_symbols: int, candles: int) -> ReplayMarket
 
 
 class NaiveView:
-    """Store view without any cache: ``column(i)`` is the live ring-buffer slice (no copy)."""
+    """Store view without any cache: ``column(i)`` is the live ring slice (no copy unless the ring wraps).
 
-    __slots__ = ("_data", "_end", "_start")
+    ``view[i]`` is one candle as a named tuple (what a filter gets from ``klines[interval][i]``).
+    """
 
-    def __init__(self, seg: KlineSegment, slot: int) -> None:
+    __slots__ = ("_data", "_n", "_p0")
+
+    def __init__(self, seg: KlineSegment, slot: int, closed_only: bool = False) -> None:
         m = seg.meta[slot]
-        self._data = seg.data[slot]
-        self._start, self._end = int(m[1]), int(m[2])
+        start, end = int(m[1]), int(m[2])
+        if closed_only and end > start and not int(m[3]) & FLAG_CLOSED:
+            end -= 1
+        self._n = end - start
+        self._p0 = start % seg.cap
+        data = seg.data[slot]
+        if self._p0 + self._n > seg.cap:  # wrapped: one private contiguous copy
+            data = np.concatenate((data[:, self._p0 :], data[:, : self._p0 + self._n - seg.cap]), axis=1)
+            self._p0 = 0
+        self._data = data
 
     def column(self, index: int) -> np.ndarray:
-        return self._data[index, self._start : self._end]
+        return self._data[index, self._p0 : self._p0 + self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Candle:
+        n = self._n
+        if not -n <= i < n:
+            raise IndexError("candle index out of range")
+        values = self._data[:, self._p0 + i % n].tolist()
+        for c in (0, 6, 8):
+            values[c] = int(values[c])
+        return Candle(*values)
 
 
 def naive_tick(
@@ -150,13 +176,23 @@ def naive_tick(
 def update_forming(seg: KlineSegment, slots: int, tick: int) -> None:
     """Move the forming 1m candle of every symbol (same open time, new close)."""
     for slot in range(slots):
-        m = seg.meta[slot]
-        end = int(m[2])
-        row = seg.data[slot, :, end - 1].copy()
+        end = int(seg.meta[slot][2])
+        row = seg.data[slot, :, (end - 1) % seg.cap].copy()
         row[4] *= 1.0 + 0.0005 * np.sin(tick + slot)
         row[2] = max(row[2], row[4])
         row[3] = min(row[3], row[4])
         seg.upsert(slot, row, closed=False)
+
+
+def pss_mb(pid: int) -> float:
+    """PSS of a process in MB (``/proc/PID/smaps_rollup``; shared memory counted proportionally), NaN if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -197,6 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                     sandboxed.append(elapsed)
                     parent_cpu.append(time.process_time() - cpu)
                     last = [r.matches for r in results]
+            worker_pss = sum(map(pss_mb, pool.health()["pids"]))
         functions = []
         for code in sources:
             namespace = {"__builtins__": builtins, **indicators.HELPERS}
@@ -223,11 +260,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     result["ratio"] = round(result["p99_s"] / result["naive_p99_s"], 3)
     print(f"sandboxed: {args.ticks} ticks, p50 {result['p50_s']:.3f} s, p99 {result['p99_s']:.3f} s "
           f"(parent CPU p50 {pct(parent_cpu, 50):.3f} s), {sum(map(len, last))} matches in the last tick, "
-          f"identical to naive on the same candles; worker start {start} ms", file=sys.stderr)  # fmt: skip
+          f"identical to naive on the same candles; worker start {start} ms, "
+          f"worker PSS after the last tick {worker_pss:.1f} MB", file=sys.stderr)  # fmt: skip
     print(f"naive:     {args.naive_ticks} ticks, p50 {result['naive_p50_s']:.3f} s, "
           f"p99 {result['naive_p99_s']:.3f} s", file=sys.stderr)  # fmt: skip
     result.update(traders=args.traders, symbols=len(symbols), candles=args.candles, workers=args.workers,
-                  cores=args.cores, ticks=args.ticks, worker_start_ms=start)  # fmt: skip
+                  cores=args.cores, ticks=args.ticks, worker_start_ms=start,
+                  worker_pss_mb=round(worker_pss, 1))  # fmt: skip
     return result
 
 

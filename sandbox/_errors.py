@@ -6,7 +6,8 @@ Hierarchy (name says what the caller must do)::
     ├── FilterRejected           blame user code: syntax or policy error, refuse to save/run it
     ├── UnknownFilter            caller bug: evaluate()/unload() of a filter never loaded
     ├── SandboxUnavailable       retry later: pool not started, stopped, or no worker came up in time
-    └── ProtocolError            a worker broke the reply format (the pool kills that worker)
+    ├── ProtocolError            a worker broke the reply format (the pool kills that worker)
+    └── WindowGone               worker side: a pinned kline window was overwritten before it was read
 
 Per-symbol filter errors (exceptions, non-bool results) and batch limits
 (timeout, memory, crash) are not exceptions: they come back in
@@ -21,6 +22,7 @@ __all__ = [
     "UnknownFilter",
     "SandboxUnavailable",
     "ProtocolError",
+    "WindowGone",
 ]
 
 
@@ -49,3 +51,12 @@ class SandboxUnavailable(SandboxError):
 
 class ProtocolError(SandboxError):
     """A worker sent a message that is not in the reply format (too large, bad JSON, bad fields)."""
+
+
+class WindowGone(SandboxError, RuntimeError):
+    """A pinned kline window (``KlineSegment.window``) was overwritten before one of its columns was read.
+
+    Happens when more than ``SLACK`` candles were appended to the slot since the
+    window was pinned, or when the store reloaded the slot; the filter gets it as
+    that symbol's error, and the next tick pins a fresh window.
+    """

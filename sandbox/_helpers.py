@@ -4,16 +4,20 @@ The helper set is ``indicators.HELPERS`` (name -> function). Each helper is
 wrapped so that:
 
 * a ``klines[interval]`` argument (:class:`~sandbox._views.Candles`) is
-  unwrapped into its private column handle (numpy fast path) — filter code
-  itself never holds an array;
+  unwrapped into its private column handle (numpy fast path: each column the
+  helper reads is copied from shared memory then) — filter code itself never
+  holds an array; the helper function itself computes the result, exactly as
+  a direct call of ``indicators.<helper>`` on the same candles would;
 * results are memoised on the candles' :class:`~sandbox._views.Snapshot`,
   i.e. per (tick, symbol, interval, closed_only) window, keyed by (helper,
   arguments and their types, window bounds). Every trader and filter evaluated
   in the same tick in this worker shares them ("Shared work across traders",
-  issue 4). Indicators with an ``indicators.INDICATORS`` spec share one
-  computation between the latest and the series helper and between argument
-  spellings (``get_rsi(k)``, ``get_latest_rsi(k, 14)``): the arrays are kept
-  under (indicator, bound parameters);
+  issue 4). Helpers with an ``indicators.INDICATORS`` spec are also keyed by
+  their bound parameters, so argument spellings share one computation
+  (``get_rsi(k)``, ``get_rsi(k, 14)``, ``get_rsi(k, period=14)``), and a
+  ``get_latest_*`` call is answered from its series twin's cached result;
+  what is kept is decided by the tick's :class:`~sandbox._cache.TickCache`
+  (small results always, series only when several traders ask for them);
 * results are plain and immutable (float, int, str, bool, ``None``, tuples of
   these); lists and numpy values are converted, NaN becomes ``None``, so a
   cached value can be shared and no filter can change what another sees;
@@ -32,16 +36,15 @@ import numpy as np
 
 import indicators
 
+from ._cache import MEMO_MAX_ENTRIES, Big
 from ._views import Candles, ColumnView, Snapshot, column_view
 
 __all__ = ["IndicatorError", "MEMO_MAX_ENTRIES", "wrap_helpers", "sanitize"]
 
 IndicatorError = indicators.IndicatorError
-MEMO_MAX_ENTRIES = 512
-"""Cached results per window and tick; past this a filter's calls are computed but not kept,
-so no filter can fill the shared cache (and the worker's memory) for the traders after it."""
 _MAX_DEPTH = 4
 _PLAIN = frozenset({float, int, bool, str, type(None)})
+_MISSING: Any = object()
 
 
 class _Unsupported(Exception):
@@ -116,19 +119,46 @@ def _specs_by_helper() -> dict[str, tuple[Any, bool]]:
     return out
 
 
+def _latest_from_series(series: tuple[Any, ...], outputs: int) -> Any:
+    """The latest helper's value from its series twin's (same rule: ``indicators._spec``)."""
+    if outputs == 1:
+        return series[-1] if series else None
+    if not series[0] or series[0][-1] is None:
+        return None
+    return tuple([values[-1] for values in series])
+
+
 def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Callable[..., Any]:
+    outputs = len(spec.outputs) if spec is not None else 1
+
     def compute(snap: Snapshot, start: int, stop: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        view = ColumnView(snap, start, stop)
-        if spec is None:
-            return sanitize(fn(view, *args, **kwargs))
+        return sanitize(fn(ColumnView(snap, start, stop), *args, **kwargs))
+
+    def shared(snap: Snapshot, start: int, stop: int, args: tuple[Any, ...], kwargs: dict[str, Any], key: Any) -> Any:
+        """Find or compute by bound parameters (canonical key); ``key`` (as called) becomes an alias."""
         params = spec.bind(*args, **kwargs)
-        akey = ("arrays", spec.name, params, start, stop)
-        arrays = snap.memo.get(akey)
-        if arrays is None:
-            arrays = spec.compute_arrays([view.column(i) for i in spec.columns], params)
-            if len(snap.memo) < MEMO_MAX_ENTRIES:
-                snap.memo[akey] = arrays
-        return sanitize(spec.series(arrays) if is_series else spec.latest(arrays))
+        memo = snap.memo
+        ckey = (spec.name, is_series, params, start, stop)
+        entry = memo.get(ckey, _MISSING)
+        if entry is not _MISSING:
+            snap.cache.keep(memo, key, entry, 0)
+            if type(entry) is Big:
+                snap.cache.hit(entry.rec)
+                return entry.value
+            return entry
+        if not is_series:
+            twin = memo.get((spec.name, True, params, start, stop), _MISSING)
+            if twin is not _MISSING:
+                value = _latest_from_series(twin.value if type(twin) is Big else twin, outputs)
+                snap.cache.offer(memo, snap.kind, ckey, value, key)
+                return value
+        else:
+            value = snap.cache.recall(snap, ckey)
+            if value is not None:
+                return value
+        value = compute(snap, start, stop, args, kwargs)
+        snap.cache.offer(memo, snap.kind, ckey, value, key, snap)
+        return value
 
     def helper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -141,14 +171,22 @@ def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Call
                     items = tuple(sorted(kwargs.items()))
                     key = (*key, items, tuple(type(v) for _, v in items))
                 try:
-                    return snap.memo[key]
-                except KeyError:
-                    pass
+                    value = snap.memo.get(key, _MISSING)
                 except TypeError:  # unhashable argument: compute without the cache
                     return compute(snap, start, stop, rest, kwargs)
-                value = compute(snap, start, stop, rest, kwargs)
-                if len(snap.memo) < MEMO_MAX_ENTRIES:
-                    snap.memo[key] = value
+                if value is not _MISSING:
+                    if type(value) is Big:
+                        rec = value.rec
+                        if rec[0] != snap.cache.batch:
+                            snap.cache.hit(rec)
+                        return value.value
+                    return value
+                if spec is not None:
+                    return shared(snap, start, stop, rest, kwargs, key)
+                value = snap.cache.recall(snap, key)
+                if value is None:
+                    value = compute(snap, start, stop, rest, kwargs)
+                    snap.cache.offer(snap.memo, snap.kind, key, value, None, snap)
                 return value
             args = tuple(column_view(a) if type(a) is Candles else a for a in args)
             return sanitize(fn(*args, **kwargs))

@@ -48,12 +48,15 @@ class WorkerLimits:
             libraries and the attached market segments), in MiB.
         cpu_limit_s: CPU seconds over the worker's life (SIGXCPU at the soft limit).
         uid, gid: identity to drop to when started as root.
+        cache_limit_mb: budget of one tick's cached helper results, in MiB
+            (``sandbox._cache``; not a kernel limit).
     """
 
     memory_limit_mb: int = 512
     cpu_limit_s: int = 3600
     uid: int = NOBODY
     gid: int = NOBODY
+    cache_limit_mb: int = 64
 
 
 @dataclass(frozen=True, slots=True)

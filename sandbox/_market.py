@@ -5,17 +5,25 @@ start (before it drops privileges). For each screening tick (``tick_id``) it
 keeps a :class:`TickData`:
 
 * one :class:`~sandbox._views.Snapshot` per (interval, slot, closed_only),
-  read from shared memory on first use (``KlineSegment.read``: a consistent
-  private copy under the segment's sequence lock), with its indicator memo;
+  pinned on first use (``KlineSegment.window``: the window's bounds and its
+  newest candle, under the segment's sequence lock; columns are copied from
+  shared memory only when a helper reads them), with the results cached for it;
 * one read-only ticker mapping and one :class:`~sandbox._views.Klines` per
-  (symbol, slot, intervals, closed_only).
+  (symbol, slot, intervals, closed_only);
+* a :class:`~sandbox._cache.TickCache`: the byte budget of the tick's cached
+  results and the demand that decides which large results are worth keeping.
 
 All traders and filters evaluated with the same ``tick_id`` in this worker
-share these objects, so a window is read and an indicator computed once per
+share these objects, so a window is pinned and an indicator computed once per
 tick whatever the number of traders asking for it. The window is fixed at its
-first read in the tick: every trader of the tick sees the same candles. Only
-the most recent :data:`TICKS_KEPT` ticks are kept, so memory stays bounded and
-nothing computed in one tick is served in another.
+first read in the tick: every trader of the tick sees the same candles.
+
+Memory: only the :data:`TICKS_KEPT` most recent ticks are kept. When a new tick
+starts, the cached results of the older ones are dropped (their snapshots, a
+few hundred bytes each, stay so that a late batch of that tick still sees the
+same candles) and the freed memory goes back to the kernel (``malloc_trim``);
+a tick that is revisited after a newer one started (interleaved timers) keeps
+its results until it falls out of :data:`TICKS_KEPT`.
 """
 
 from __future__ import annotations
@@ -25,13 +33,16 @@ from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any, Final
 
+from ._cache import TickCache
 from ._segment import TICKER_FIELDS, KlineSegment, TickerSegment
 from ._types import MarketSpec
 from ._views import Klines, Snapshot
 
-__all__ = ["MarketReader", "TickData", "TICKS_KEPT"]
+__all__ = ["CACHE_LIMIT_MB", "MarketReader", "TickData", "TICKS_KEPT"]
 
 TICKS_KEPT: Final = 2
+CACHE_LIMIT_MB: Final = 64
+"""Default budget of one tick's cached results, in MiB (see ``_cache.py``)."""
 _TICKER_NAMES: Final = ("last_price", "open_price", "high_price", "low_price", "volume",
                         "quote_volume", "price_change", "price_change_percent")  # fmt: skip
 _TICKER_INDEX: Final = tuple(TICKER_FIELDS.index(name) for name in _TICKER_NAMES)
@@ -44,17 +55,23 @@ except (OSError, AttributeError):  # pragma: no cover - not glibc
     _malloc_trim = None
 
 
-def _release_free_memory() -> None:
-    """Give the freed heap of a dropped tick back to the kernel (glibc ``malloc_trim``)."""
+def release_free_memory() -> None:
+    """Give freed heap memory back to the kernel (glibc ``malloc_trim``)."""
     if _malloc_trim is not None:
         _malloc_trim(0)
 
 
 class MarketReader:
-    """The attached segments of one market and the recent ticks' caches."""
+    """The attached segments of one market and the recent ticks' caches.
 
-    def __init__(self, spec: MarketSpec) -> None:
+    Args:
+        spec: the segments to attach.
+        cache_limit_mb: budget of one tick's cached results, in MiB.
+    """
+
+    def __init__(self, spec: MarketSpec, cache_limit_mb: int = CACHE_LIMIT_MB) -> None:
         self.spec = spec
+        self.cache_limit = cache_limit_mb << 20
         self.klines: dict[str, KlineSegment] = {}
         try:
             for interval, seg in spec.klines.items():
@@ -64,17 +81,24 @@ class MarketReader:
             self.close()
             raise
         self._ticks: OrderedDict[int, TickData] = OrderedDict()
+        self._demand: dict[Any, int] = {}
 
     def tick(self, tick_id: int) -> TickData:
-        """The cache of ``tick_id`` (created on first use; older ticks are dropped)."""
+        """The cache of ``tick_id`` (created on first use; older ticks' results are dropped)."""
         data = self._ticks.get(tick_id)
-        if data is None:
-            data = self._ticks[tick_id] = TickData(self)
-            while len(self._ticks) > TICKS_KEPT:
-                self._ticks.popitem(last=False)[1].clear()
-                _release_free_memory()
-        else:
-            self._ticks.move_to_end(tick_id)
+        if data is not None:
+            if data is not next(reversed(self._ticks.values())):
+                data.revisited = True
+                self._ticks.move_to_end(tick_id)
+            return data
+        for old in self._ticks.values():
+            old.cache.finish()
+            if not old.revisited:
+                old.drop_results()
+        data = self._ticks[tick_id] = TickData(self, TickCache(self.cache_limit, self._demand))
+        while len(self._ticks) > TICKS_KEPT:
+            self._ticks.popitem(last=False)[1].clear()
+        release_free_memory()
         return data
 
     def forget_ticks(self) -> None:
@@ -95,10 +119,12 @@ class MarketReader:
 class TickData:
     """Everything read or computed for one tick in this worker."""
 
-    __slots__ = ("_inputs", "_reader", "_snapshots")
+    __slots__ = ("cache", "revisited", "_inputs", "_reader", "_snapshots")
 
-    def __init__(self, reader: MarketReader) -> None:
+    def __init__(self, reader: MarketReader, cache: TickCache) -> None:
         self._reader = reader
+        self.cache = cache
+        self.revisited = False
         self._snapshots: dict[tuple[str, int, bool], Snapshot] = {}
         self._inputs: dict[tuple[str, int, tuple[str, ...], bool], tuple[Any, Klines]] = {}
 
@@ -106,12 +132,21 @@ class TickData:
         """Drop everything (breaks the Klines -> loader -> TickData cycles at once)."""
         self._inputs.clear()
         self._snapshots.clear()
+        self.cache.drop()
+
+    def drop_results(self) -> None:
+        """Drop the cached results, keep the pinned windows (and so the tick's candles)."""
+        for snap in self._snapshots.values():
+            snap.memo = {}
+        self.cache.drop()
 
     def snapshot(self, interval: str, slot: int, closed_only: bool) -> Snapshot:
         key = (interval, slot, closed_only)
         snap = self._snapshots.get(key)
         if snap is None:
-            snap = self._snapshots[key] = Snapshot(self._reader.klines[interval].read(slot, closed_only))
+            snap = self._snapshots[key] = Snapshot.pin(
+                self._reader.klines[interval], slot, closed_only, self.cache, (interval, closed_only)
+            )
         return snap
 
     def _ticker(self, symbol: str, slot: int) -> MappingProxyType[str, Any]:

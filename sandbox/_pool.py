@@ -24,6 +24,7 @@ import structlog
 
 from ._errors import ProtocolError, SandboxUnavailable, UnknownFilter
 from ._limits import NOBODY, WorkerLimits
+from ._market import CACHE_LIMIT_MB
 from ._policy import compile_filter
 from ._process import WorkerDied, WorkerProcess
 from ._protocol import EXIT_MEMORY, parse_batch_reply
@@ -57,6 +58,9 @@ class SandboxPool:
         acquire_timeout_s: how long ``evaluate`` waits for a free worker
             (default: ``batch_timeout_s``) before raising ``SandboxUnavailable``.
         uid, gid: identity workers drop to when the pool runs as root.
+        cache_limit_mb: budget of the helper results a worker keeps for one tick,
+            in MiB (``sandbox/README.md``, *Memory*); past it results are computed
+            per call.
     """
 
     def __init__(
@@ -71,15 +75,21 @@ class SandboxPool:
         acquire_timeout_s: float | None = None,
         uid: int = NOBODY,
         gid: int = NOBODY,
+        cache_limit_mb: int = CACHE_LIMIT_MB,
     ) -> None:
-        if workers < 1 or batch_timeout_s <= 0 or memory_limit_mb < 32 or cpu_limit_s < 1:
-            raise ValueError("workers >= 1, batch_timeout_s > 0, memory_limit_mb >= 32 and cpu_limit_s >= 1 required")
+        if workers < 1 or batch_timeout_s <= 0 or memory_limit_mb < 32 or cpu_limit_s < 1 or cache_limit_mb < 0:
+            raise ValueError(
+                "workers >= 1, batch_timeout_s > 0, memory_limit_mb >= 32, cpu_limit_s >= 1 and "
+                "cache_limit_mb >= 0 required"
+            )
         self._market = market
         self._size = workers
         self.batch_timeout_s = batch_timeout_s
         self.acquire_timeout_s = batch_timeout_s if acquire_timeout_s is None else acquire_timeout_s
         self.start_timeout_s = start_timeout_s
-        self._limits = WorkerLimits(memory_limit_mb=memory_limit_mb, cpu_limit_s=cpu_limit_s, uid=uid, gid=gid)
+        self._limits = WorkerLimits(
+            memory_limit_mb=memory_limit_mb, cpu_limit_s=cpu_limit_s, uid=uid, gid=gid, cache_limit_mb=cache_limit_mb
+        )
         self._state: Literal["new", "running", "stopped"] = "new"
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._workers: set[WorkerProcess] = set()
@@ -393,6 +403,7 @@ class SandboxPool:
             "batch_timeout_s": self.batch_timeout_s,
             "memory_limit_mb": self._limits.memory_limit_mb,
             "cpu_limit_s": self._limits.cpu_limit_s,
+            "cache_limit_mb": self._limits.cache_limit_mb,
             "filters": len(self._filters),
             **self._counters,
         }

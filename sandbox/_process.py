@@ -122,6 +122,7 @@ class WorkerProcess:
                 "cpu_limit_s": limits.cpu_limit_s,
                 "uid": limits.uid,
                 "gid": limits.gid,
+                "cache_limit_mb": limits.cache_limit_mb,
             },
         }
         try:

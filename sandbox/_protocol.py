@@ -15,15 +15,17 @@ error texts so that a batch reply always fits the cap.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from ._errors import ProtocolError
+
+if TYPE_CHECKING:  # parent side only: workers do not import asyncio (4 MB each)
+    import asyncio
 
 __all__ = [
     "ERROR_TEXT_MAX",

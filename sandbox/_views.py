@@ -1,15 +1,20 @@
 """Read-only views of market data as filter code sees them.
 
-A :class:`Snapshot` holds one tick's private copy of one (symbol, interval)
-window, shape ``(11, n)`` float64 (``KLINE_COLUMNS`` order, oldest first), made
-read-only. Views never create per-candle Python objects until filter code asks
-for candles:
+A :class:`Snapshot` is one tick's pinned (symbol, interval) window: its bounds
+and the values of its newest candle, taken once under the segment's sequence
+lock (``KlineSegment.window``). Nothing else is copied up front: each column a
+helper needs is copied from shared memory when it is needed (``column``), with
+the pinned newest candle patched in, so all columns of a snapshot agree
+whatever the writer did meanwhile, and a tick holds no private copy of the
+market. Views never create per-candle Python objects until filter code asks
+for candles, and then only for the candles asked for:
 
 * :class:`Candles` (``klines[interval]``): a read-only sequence with ``len()``,
-  int and negative indexing, slicing (a ``Candles`` for step 1, a tuple of
-  candles otherwise) and iteration. It exposes no array: indicator helpers
-  unwrap its private handle (:func:`column_view`), which filter code cannot
-  reach because the policy refuses every name starting with ``_``.
+  int and negative indexing (one candle built), slicing (a ``Candles`` for
+  step 1, no copy; a tuple of candles otherwise) and iteration (the candles of
+  that range). It exposes no array: indicator helpers unwrap its private handle
+  (:func:`column_view`), which filter code cannot reach because the policy
+  refuses every name starting with ``_``.
 * :data:`Candle`: a named tuple in Binance column order; index access or the
   column names as attributes. Times (``open_time``, ``close_time``) and
   ``trades`` are ints, prices and volumes floats.
@@ -19,7 +24,8 @@ for candles:
 Snapshots and views are shared by every filter evaluated in the same tick in one
 worker; they are immutable from filter code (no writable attribute, no
 mutating method, and the ``_write_`` guard refuses them), so one filter cannot
-change what another sees.
+change what another sees. What is cached on a snapshot (helper results, rows)
+is decided by its :class:`~sandbox._cache.TickCache`.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
+from ._cache import Big, TickCache
 from ._segment import KLINE_COLUMNS
 
 __all__ = ["Candle", "Candles", "ColumnView", "Klines", "Snapshot", "column_view"]
@@ -39,6 +46,24 @@ Candle = namedtuple("Candle", KLINE_COLUMNS)  # type: ignore[misc]
 Candle.__doc__ = "One kline in Binance column order; times in ms since the Unix epoch (UTC)."
 _INT_COLUMNS: Final = (0, 6, 8)  # open_time, close_time, trades
 _make_candle = partial(tuple.__new__, Candle)  # C-level construction, no Python frame per candle
+_UNLIMITED: Final = 1 << 62
+
+
+class _Source(Protocol):
+    def copy(self, slot: int, start: int, stop: int, column: int | None = None) -> np.ndarray: ...
+
+
+class _ArraySource:
+    """A private ``(11, n)`` array as a one-slot source (tests, warm-up, the check CLI)."""
+
+    __slots__ = ("_array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def copy(self, slot: int, start: int, stop: int, column: int | None = None) -> np.ndarray:
+        data = self._array if column is None else self._array[column]
+        return data[..., start:stop].copy()
 
 
 def _candle(values: list[float]) -> Candle:
@@ -47,37 +72,108 @@ def _candle(values: list[float]) -> Candle:
     return _make_candle(values)
 
 
+def _candles(block: np.ndarray) -> tuple[Candle, ...]:
+    cols = block.tolist()
+    for i in _INT_COLUMNS:
+        cols[i] = list(map(int, cols[i]))
+    return tuple(map(_make_candle, zip(*cols)))
+
+
 class Snapshot:
-    """One tick's copy of one (symbol, interval) window plus the indicator memo for it.
+    """One tick's pinned (symbol, interval) window plus the results cached for it.
+
+    Build with :meth:`pin` (a segment slot) or ``Snapshot(array)`` (a private
+    ``(11, n)`` array, which is kept read-only).
 
     Attributes:
-        array: ``(11, n)`` read-only C-contiguous float64 array.
-        memo: helper results for this window, keyed by the helper adapter.
+        n: number of candles.
+        memo: cached results (helper adapter key -> value, or a
+            :class:`~sandbox._cache.Big` wrapping a large one).
+        cache: the tick's :class:`~sandbox._cache.TickCache`.
+        kind: what demand is counted per, e.g. ``("1m", True)``.
     """
 
-    __slots__ = ("_rows", "array", "memo", "n")
+    __slots__ = ("cache", "kind", "memo", "n", "_last", "_newest", "_slot", "_source", "_start")
 
-    def __init__(self, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array, dtype=np.float64)
-        array.flags.writeable = False
-        self.array = array
-        self.n = int(array.shape[1])
+    def __init__(self, array: np.ndarray | None = None, *, cache: TickCache | None = None, kind: Any = None) -> None:
         self.memo: dict[Any, Any] = {}
-        self._rows: tuple[Candle, ...] | None = None
+        self.cache = TickCache(_UNLIMITED) if cache is None else cache
+        self.kind = kind
+        self._last: Candle | None = None
+        if array is None:  # filled in by pin()
+            return
+        array = np.array(array, dtype=np.float64, order="C")
+        array.flags.writeable = False
+        self._source: _Source = _ArraySource(array)
+        self._slot = 0
+        self._start = 0
+        self.n = int(array.shape[1])
+        self._newest = tuple(array[:, -1].tolist()) if self.n else None
 
-    def rows(self) -> tuple[Candle, ...]:
-        """All candles as named tuples (built once per snapshot)."""
-        if self._rows is None:
-            cols = self.array.tolist()
-            for i in _INT_COLUMNS:
-                cols[i] = self.array[i].astype(np.int64).tolist()
-            self._rows = tuple(map(_make_candle, zip(*cols)))
-        return self._rows
+    @classmethod
+    def pin(cls, source: Any, slot: int, closed_only: bool, cache: TickCache, kind: Any) -> Snapshot:
+        """Pin ``slot`` of a ``KlineSegment`` (see ``KlineSegment.window``)."""
+        snap = cls(cache=cache, kind=kind)
+        start, stop, newest = source.window(slot, closed_only)
+        snap._source, snap._slot, snap._start = source, slot, start
+        snap.n = stop - start
+        snap._newest = newest
+        return snap
+
+    def column(self, index: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Read-only float64 copy of column ``index`` for candles ``start .. stop - 1``.
+
+        Raises:
+            WindowGone: the window was overwritten since it was pinned.
+        """
+        n = self.n
+        if stop is None:
+            stop = n
+        out = self._source.copy(self._slot, self._start + start, self._start + stop, index)
+        if stop == n and stop > start:
+            out[-1] = self._newest[index]  # type: ignore[index]
+        out.flags.writeable = False
+        return out
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """``(11, stop - start)`` float64 copy of candles ``start .. stop - 1`` (see :meth:`column`)."""
+        out = self._source.copy(self._slot, self._start + start, self._start + stop)
+        if stop == self.n and stop > start:
+            out[:, -1] = self._newest
+        return out
 
     def row(self, i: int) -> Candle:
-        if self._rows is not None:
-            return self._rows[i]
-        return _candle(self.array[:, i].tolist())
+        """Candle ``i`` (0 <= i < n)."""
+        if i == self.n - 1:
+            last = self._last
+            if last is None:
+                last = self._last = _candle(list(self._newest))  # type: ignore[arg-type]
+            return last
+        key = ("row", i)
+        found = self.memo.get(key)
+        if found is None:
+            found = _candle(self.block(i, i + 1)[:, 0].tolist())
+            self.cache.keep(self.memo, key, found, 496)
+        return found
+
+    def rows(self, start: int = 0, stop: int | None = None) -> tuple[Candle, ...]:
+        """Candles ``start .. stop - 1`` as named tuples (kept when in demand)."""
+        if stop is None:
+            stop = self.n
+        if stop <= start:
+            return ()
+        key = ("rows", start, stop)
+        found = self.memo.get(key)
+        if found is not None:
+            if type(found) is Big:
+                self.cache.hit(found.rec)
+                return found.value  # type: ignore[no-any-return]
+            return found  # type: ignore[no-any-return]
+        rows = self.cache.recall(self, key)
+        if rows is None:
+            rows = _candles(self.block(start, stop))
+            self.cache.offer(self.memo, self.kind, key, rows, None, self)
+        return rows
 
 
 class ColumnView:
@@ -92,16 +188,16 @@ class ColumnView:
         self._snap, self._start, self._stop = snap, start, stop
 
     def column(self, index: int) -> np.ndarray:
-        return self._snap.array[index, self._start : self._stop]
+        return self._snap.column(index, self._start, self._stop)
 
     def __len__(self) -> int:
         return self._stop - self._start
 
     def __getitem__(self, key: int | slice) -> Any:
-        return self._snap.rows()[self._start : self._stop][key]
+        return self._snap.rows(self._start, self._stop)[key]
 
     def __iter__(self) -> Iterator[Candle]:
-        return iter(self._snap.rows()[self._start : self._stop])
+        return iter(self._snap.rows(self._start, self._stop))
 
 
 class Candles:
@@ -132,28 +228,28 @@ class Candles:
             start, stop, step = key.indices(n)
             if step == 1:
                 return Candles(self._snap, self._start + start, self._start + max(start, stop))
-            return self._snap.rows()[self._start : self._stop][key]
+            return self._rows()[key]
         if isinstance(key, bool) or not hasattr(type(key), "__index__"):
             raise TypeError(f"candle sequences are indexed by int or slice, not {type(key).__name__}")
         return self[int(key)]
 
+    def _rows(self) -> tuple[Candle, ...]:
+        return self._snap.rows(self._start, self._stop)
+
     def __iter__(self) -> Iterator[Candle]:
-        rows = self._snap.rows()
-        if self._start == 0 and self._stop == self._snap.n:
-            return iter(rows)
-        return iter(rows[self._start : self._stop])
+        return iter(self._rows())
 
     def __reversed__(self) -> Iterator[Candle]:
-        return reversed(self._snap.rows()[self._start : self._stop])
+        return reversed(self._rows())
 
     def __contains__(self, item: object) -> bool:
-        return item in self._snap.rows()[self._start : self._stop]
+        return item in self._rows()
 
     def index(self, item: object) -> int:
-        return self._snap.rows()[self._start : self._stop].index(item)
+        return self._rows().index(item)
 
     def count(self, item: object) -> int:
-        return self._snap.rows()[self._start : self._stop].count(item)
+        return self._rows().count(item)
 
     def __repr__(self) -> str:
         return f"<{self._stop - self._start} candles>"

@@ -39,7 +39,7 @@ from ._errors import FilterRejected, ProtocolError
 from ._guards import FORBIDDEN_BUILTINS, PrintBuffer, base_globals
 from ._helpers import wrap_helpers
 from ._limits import WorkerLimits, harden
-from ._market import MarketReader
+from ._market import MarketReader, release_free_memory
 from ._policy import FILTER_FILENAME, compile_filter
 from ._protocol import (
     EXIT_MEMORY,
@@ -142,6 +142,7 @@ class Runner:
             return {"outcome": "error", "detail": f"no market data for interval(s) {', '.join(missing)}"}
         closed_only = msg["closed_only"] is True
         tick = self.market.tick(int(msg["tick_id"]))
+        tick.cache.begin_batch()
         buffer = PrintBuffer(PRINT_MAX_CHARS)
         g = dict(self.globals)
         g["_print_"] = buffer.factory()
@@ -211,14 +212,6 @@ class Runner:
         describe(ValueError("warm-up"))
 
 
-def _disable_resource_tracker() -> None:
-    """Readers must not start multiprocessing's resource tracker (an extra process) nor unlink segments."""
-    from multiprocessing import resource_tracker
-
-    resource_tracker.register = lambda *args, **kwargs: None  # type: ignore[assignment]
-    resource_tracker.unregister = lambda *args, **kwargs: None  # type: ignore[assignment]
-
-
 def main() -> None:
     """Entry point of a worker process (see module doc)."""
     started = time.monotonic()
@@ -229,13 +222,14 @@ def main() -> None:
     init = read_message(0)
     if init is None or init.get("op") != "init":
         sys.exit(EXIT_PROTOCOL)
-    _disable_resource_tracker()
-    market = MarketReader(MarketSpec.from_dict(init["market"]))
+    limits = WorkerLimits(**init["limits"])
+    market = MarketReader(MarketSpec.from_dict(init["market"]), limits.cache_limit_mb)
     runner = Runner(market, wrap_helpers())
     runner.warm_up()
-    isolation = harden(WorkerLimits(**init["limits"]), parent_pid)
+    isolation = harden(limits, parent_pid)
     gc.collect()
     gc.freeze()
+    release_free_memory()
     ready = {"op": "ready", "pid": os.getpid(), "start_ms": (time.monotonic() - started) * 1000, **asdict(isolation)}
     write_message(reply_fd, encode(ready))
     while True:

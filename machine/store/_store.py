@@ -6,10 +6,11 @@ processes attach to them by the specs of :meth:`MarketStore.market_spec` and rea
 without any per-tick copy through a pipe.
 
 Memory: every symbol of the universe has a slot in every interval's segment, each
-slot a ring of ``2 * limit`` candles of 11 float64 columns, so one interval costs
-``slots * 11 * 2 * limit * 8`` bytes (+ 32 bytes per slot of metadata). With 400
-USDT symbols and ``limit=500`` that is 35.2 MB per interval; three intervals take
-about 106 MB of ``/dev/shm``. The ticker segment costs ``slots * 80`` bytes.
+slot a ring of ``limit + 32`` candles of 11 float64 columns (the 32 spare candles
+keep a window that a worker pinned readable while new candles arrive), so one
+interval costs ``slots * 11 * (limit + 32) * 8`` bytes (+ 32 bytes per slot of
+metadata). With 400 USDT symbols and ``limit=500`` that is 18.7 MB per interval.
+The ticker segment costs ``slots * 80`` bytes.
 
 One writer: the machine's event loop. Readers (workers, or :meth:`klines` here)
 get consistent copies through the segments' sequence locks.

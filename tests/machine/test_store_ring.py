@@ -211,4 +211,6 @@ def test_close_is_idempotent_and_final():
 
 
 def test_memory_formula_matches_the_segment():
-    assert KlineSegment.nbytes(400, 500) == 400 * 4 * 8 + 400 * 11 * 2 * 500 * 8
+    from sandbox._segment import SLACK
+
+    assert KlineSegment.nbytes(400, 500) == 400 * 4 * 8 + 400 * 11 * (500 + SLACK) * 8

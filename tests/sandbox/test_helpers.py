@@ -56,16 +56,39 @@ def test_unhashable_arguments_are_computed_without_the_cache():
     assert calls == [[1], [1]]
 
 
-def test_latest_and_series_share_one_computation():
+def test_spellings_share_one_computation_and_latest_comes_from_the_series(monkeypatch):
+    calls = []
+    real = talib.RSI
+
+    def counting(close, period):
+        calls.append(period)
+        return real(close, period)
+
+    monkeypatch.setattr(talib, "RSI", counting)
     helpers = wrap_helpers()
     k = window()
     series = helpers["get_rsi"](k, 14)
+    assert helpers["get_rsi"](k) is series and helpers["get_rsi"](k, period=14) is series
     latest = helpers["get_latest_rsi"](k)
-    assert latest == series[-1]
-    assert math.isclose(latest, talib.RSI(k._snap.array[4], 14)[-1])
-    arrays = [key for key in k._snap.memo if key[0] == "arrays"]
-    assert arrays == [("arrays", "rsi", (14,), 0, len(k))]
+    assert latest == series[-1] and helpers["get_latest_rsi"](k, 14) == latest
+    assert calls == [14]
+    closes = np.array([c.close for c in k])
+    assert math.isclose(latest, real(closes, 14)[-1])
     assert isinstance(series, tuple) and series[0] is None and type(series[-1]) is float
+    assert helpers["get_latest_rsi"](k[:-1]) != latest and calls == [14, 14]  # another window: computed
+
+
+def test_multi_output_latest_from_its_series_is_what_the_helper_gives():
+    helpers = wrap_helpers()
+    fresh = wrap_helpers()
+    k = window()
+    for series, latest, args in (("get_macd", "get_latest_macd", (12, 26, 9)),
+                                 ("get_bollinger_bands", "get_latest_bollinger_bands", (20, 2.0)),
+                                 ("get_macd", "get_latest_macd", (100, 195, 9))):  # fmt: skip
+        helpers[series](k, *args)
+        expected = fresh[latest](window(), *args)
+        assert helpers[latest](k, *args) == expected
+    assert helpers["get_latest_macd"](k, 100, 195, 9) is None  # 200 candles: not warm
 
 
 def test_every_helper_returns_plain_immutable_values():

@@ -46,8 +46,7 @@ class SmallMarket:
     def form(self, close: float) -> None:
         """Start a forming candle after the last closed one, with this close."""
         for slot in range(2):
-            end = int(self.seg.meta[slot][2])
-            open_time = self.seg.data[slot, 0, end - 1] + 60_000
+            open_time = self.seg.newest(slot)[0] + 60_000
             row = (open_time, close, close, close, close, 1.0, open_time + 59_999, close, 0.0, 0.0, 0.0)
             self.seg.upsert(slot, row, closed=False)
 
@@ -210,6 +209,48 @@ async def test_one_tick_one_snapshot_and_set_market(small):
             assert switched.matches == {"AAAUSDT", "BBBUSDT"} and p.health()["pids"] != pids
     finally:
         other.close()
+
+
+COLUMNS = """
+def check_signal(symbol, ticker, klines):
+    k = klines["1m"]
+    print(len(k), get_closes(k)[-1], sum(get_highs(k)), k[-2].close, get_latest_sma(k, 3))
+    return True
+"""
+
+
+async def test_columns_read_later_in_a_tick_are_those_of_its_pinned_candles():
+    """Columns are copied when a helper first needs them, yet always from the candles the tick pinned."""
+    market = SmallMarket()
+    try:
+        async with SandboxPool(market.spec, workers=1) as p:
+            await p.load("pin", "def check_signal(s, t, k):\n    return len(k['1m']) > 0\n")
+            await p.load("columns", COLUMNS)
+            market.form(120.0)
+            assert (await p.evaluate("pin", market.symbols, ["1m"], closed_only=False, tick_id=1)).outcome == "ok"
+            pinned = [market.seg.read(slot) for slot in range(2)]
+            market.seg.upsert(0, (*pinned[0][:4, -1], 200.0, *pinned[0][5:, -1]), closed=True)  # in place
+            for close in (130.0, 140.0, 150.0):
+                market.form(close)
+            same = await p.evaluate("columns", market.symbols, ["1m"], closed_only=False, tick_id=1,
+                                    capture_print=True)  # fmt: skip
+            after = await p.evaluate("columns", market.symbols, ["1m"], closed_only=False, tick_id=2,
+                                     capture_print=True)  # fmt: skip
+            for _ in range(market.seg.cap + 1):  # the ring turns over entirely within one tick
+                market.form(160.0)
+            cached = await p.evaluate("columns", market.symbols, ["1m"], closed_only=False, tick_id=2,
+                                      capture_print=True)  # fmt: skip
+            await p.load("lows", "def check_signal(s, t, k):\n    return get_lows(k['1m'])[-1] > 0\n")
+            gone = await p.evaluate("lows", market.symbols, ["1m"], closed_only=False, tick_id=2)
+    finally:
+        market.close()
+    for window, line in zip(pinned, same.printed.splitlines()):
+        assert line.split() == [str(window.shape[1]), "120.0", str(sum(window[2].tolist())), str(window[4, -2]),
+                                str(sum(window[4, -3:].tolist()) / 3)]  # fmt: skip
+    assert [line.split()[:2] for line in after.printed.splitlines()] == [["54", "150.0"], ["54", "150.0"]]
+    assert cached.printed == after.printed and not cached.errors  # what the tick computed stays valid
+    assert gone.outcome == "ok" and set(gone.errors) == {"AAAUSDT", "BBBUSDT"}
+    assert all("overwritten since the window was pinned" in text for text in gone.errors.values())
 
 
 async def test_lifecycle(small):

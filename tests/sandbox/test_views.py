@@ -54,7 +54,15 @@ def test_candles_expose_no_array_and_are_immutable(candles):
         candles.x = 1  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
         candles[0][4] = 1.0  # type: ignore[index]
-    assert not candles._snap.array.flags.writeable
+    assert not candles._snap.column(4).flags.writeable
+
+
+def test_a_snapshot_keeps_its_own_read_only_copy_of_an_array():
+    array = make_array()
+    candles = Candles(Snapshot(array))
+    array[4, -1] = array[4, 0] = -1.0
+    assert candles[-1].close == 109.5 and candles[0].close == 100.5
+    assert column_view(candles).column(4)[[0, -1]].tolist() == [100.5, 109.5]
 
 
 def test_column_view_gives_contiguous_read_only_float64(candles):
