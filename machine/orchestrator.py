@@ -166,6 +166,10 @@ class Machine:
     async def _teardown(self, reason: str) -> dict[str, Any]:
         self._shutting_down = True
         self.timers.shutdown()
+        try:
+            await asyncio.wait_for(self.screener.wait_idle(), self.settings.sandbox_batch_timeout_s + 1)
+        except asyncio.TimeoutError:
+            self._log.warning("shutdown_with_ticks_running")
         await self.monitor.stop()
         await self.pipeline.drain()
         await self.feed.stop()

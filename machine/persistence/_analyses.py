@@ -52,6 +52,10 @@ class AnalysisRepository:
             metadata,
         )
 
+    async def count_for_signal(self, signal_id: UUID) -> int:
+        """How many analyses the signal has had."""
+        return await self._pool.fetchval("SELECT count(*) FROM analysis_history WHERE signal_id = $1", signal_id)
+
     async def reject(self, analysis_id: UUID, reason: str) -> None:
         """Mark a stored decision as not executed (e.g. denied by risk limits)."""
         await self._pool.execute(

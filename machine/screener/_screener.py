@@ -9,6 +9,7 @@ ticks in a row put the trader in ``error`` with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,13 @@ class Screener:
         self.ticks = 0
         self.overruns = 0
         self.unavailable = 0
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return when no tick is running (shutdown drains ticks before stopping the sandbox)."""
+        await self._idle.wait()
 
     async def tick(self, rt: TraderRuntime, *, closed_only: bool, tick_id: int, market_time_ms: int | None = None) -> BatchResult | None:
         """Evaluate the trader's filter over all its symbols once; None when skipped."""
@@ -84,6 +92,8 @@ class Screener:
         if not rt.symbols:
             return None
         rt.running = True
+        self._inflight += 1
+        self._idle.clear()
         started = time.perf_counter()
         try:
             result = await self._sandbox.evaluate(
@@ -99,6 +109,9 @@ class Screener:
             return None
         finally:
             rt.running = False
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
         rt.last_tick_ms = (time.perf_counter() - started) * 1000
         rt.ticks += 1
         self.ticks += 1

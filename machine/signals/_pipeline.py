@@ -8,6 +8,10 @@ Order of effects (each persisted before the next step):
 3. execution through :class:`~machine.execution.ExecutionService`, which writes
    the order intent before the order.
 
+A watched signal is re-analysed on the trader's re-analysis interval; after
+``MAX_WATCH_ANALYSES`` analyses that all said ``watch`` it is closed with
+reason ``watch_expired`` (the setup is stale), so watched signals do not pile up.
+
 Deduplication: while a trader has a signal in flight or being watched, or a
 position open on a symbol, further matches of that symbol are ignored; and at
 most one signal per trader, symbol and candle of the trader's first interval.
@@ -33,6 +37,8 @@ from machine.traders import TraderConfig
 __all__ = ["SignalPipeline"]
 
 log = structlog.get_logger(__name__)
+
+MAX_WATCH_ANALYSES = 6
 
 
 class SignalPipeline:
@@ -146,6 +152,10 @@ class SignalPipeline:
                 await self._guarded(self._reanalyse_watching(trader, signal, market_time_ms))
 
     async def _reanalyse_watching(self, trader: TraderConfig, signal: SignalRecord, market_time_ms: int) -> None:
+        if await self._analyses.count_for_signal(signal.id) >= MAX_WATCH_ANALYSES:
+            await self._signals.close(signal.id, "watch_expired", self._last_price(signal.symbol))
+            self._settle(trader.id, signal.symbol, "closed")
+            return
         outcome = await self._analyse_and_act(trader, signal.symbol, signal.id, market_time_ms, None)
         self._settle(trader.id, signal.symbol, outcome)
 

@@ -102,20 +102,22 @@ class MachineProcess:
 
 
 class AlwaysOpenLong:
-    """Analysis backend for deterministic trading tests: every signal is ``open_long``.
+    """Analysis backend for deterministic trading tests: every new signal gets ``decision``
+    (``open_long`` unless a test changes it), an open position ``watch``.
 
     It plugs into the real analysis app (the backend interface is the seam the
     LLM backend uses); no stop-loss/take-profit, so the trader's risk settings apply.
     """
 
     name = "always-open-long"
+    decision = "open_long"
 
     async def analyze(self, request: Any) -> Any:
         from control_plane.analysis import AnalysisResult, Decision
 
         if getattr(request, "position", None) is not None:
             return AnalysisResult(decision=Decision("watch"), reasoning="hold", confidence=50)
-        return AnalysisResult(decision=Decision("open_long"), reasoning="test backend", confidence=90)
+        return AnalysisResult(decision=Decision(self.decision), reasoning="test backend", confidence=90)
 
 
 SYMBOLS = [

@@ -161,3 +161,30 @@ async def test_sigkill_restart_resumes_monitoring_without_duplicate_orders(machi
     assert machine2.proc.wait(30) == 0
     await pool.execute("DELETE FROM positions WHERE symbol = 'ZZZUSDT'")
     await assert_consistent(pool, user_id)
+
+
+async def test_watched_signals_are_reanalysed_then_expire(machine_stack, monkeypatch):
+    from machine_harness import AlwaysOpenLong
+
+    monkeypatch.setattr(AlwaysOpenLong, "decision", "watch")
+    make_machine, pool, user_id, sim = machine_stack
+    trader = await add_trader(pool, user_id, "watcher", ALWAYS, reanalysis_interval="1s",
+                              symbols=["BTCUSDT", "ETHUSDT"])
+    machine = make_machine()
+    await machine.start()
+
+    async def expired() -> int:
+        return await count(pool, "SELECT count(*) FROM signals WHERE trader_id = $1 AND close_reason = 'watch_expired'",
+                           trader)
+
+    await wait_for(expired, 60, "a watched signal to expire")
+    row = await pool.fetchrow(
+        "SELECT s.id, (SELECT count(*) FROM analysis_history a WHERE a.signal_id = s.id) AS n FROM signals s "
+        "WHERE trader_id = $1 AND close_reason = 'watch_expired' LIMIT 1", trader)
+    assert row["n"] == 6  # the first analysis and five re-analyses, all "watch"
+    # while watched, a symbol produces no second signal
+    assert await count(pool, "SELECT count(*) FROM (SELECT symbol FROM signals WHERE trader_id = $1 AND status = 'watching' "
+                             "GROUP BY symbol HAVING count(*) > 1) d", trader) == 0
+    assert await count(pool, "SELECT count(*) FROM positions WHERE trader_id = $1", trader) == 0
+    await machine.post("/shutdown", token=machine.token)
+    assert machine.proc.wait(30) == 0
