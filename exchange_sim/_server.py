@@ -84,7 +84,7 @@ class Simulator:
                 raise ReplayDataError(f"no 1m files for {', '.join(missing)} in {self._index.root}")
             if not chosen:
                 raise ReplayDataError("symbols= selects no symbol")
-        self._symbols = chosen
+        self._symbols = chosen  # the replayed ones; aliases are added below
         if start_ms is None:
             start_ms = self._default_start()
         self._clock = ReplayClock(start_ms, speed)
@@ -147,8 +147,7 @@ class Simulator:
         self._task = asyncio.create_task(self._replayer.run(), name="exchange_sim.replay")
         _log.info(
             "simulator_started", url=self.base_url, symbols=len(self._symbols), aliases=len(self._aliases),
-            speed=self._clock.speed,
-            start=format_time(self._clock.start_ms), data=str(self._index.root),
+            speed=self._clock.speed, start=format_time(self._clock.start_ms), data=str(self._index.root),
         )  # fmt: skip
 
     async def stop(self) -> None:

@@ -367,18 +367,15 @@ class Machine:
         }
 
     def metrics(self) -> MetricsSnapshot:
-        hour_ago = time.time() - 3600
         checked = triggered = 0
         overruns = symbol_errors = 0
         for loaded in self._traders.values():
             rt = loaded.runtime
             overruns += rt.overruns
             symbol_errors += rt.symbol_errors
-            for ts, n, m in reversed(rt.history):
-                if ts < hour_ago:
-                    break
-                checked += n
-                triggered += m
+            n, m = rt.last_hour()
+            checked += n
+            triggered += m
         feed = self.feed.stats().as_dict()
         newest = self.store.newest_kline_ms()
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

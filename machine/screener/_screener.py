@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,7 +44,26 @@ class TraderRuntime:
     checked: int = 0
     last_tick_ms: float = 0.0
     last_outcome: str = ""
-    history: list[tuple[float, int, int]] = field(default_factory=list)   # (wall s, checked, matched)
+    # per wall-clock minute: [minute, checked, matched]; the last hour is enough for /metrics
+    history: deque[list[int]] = field(default_factory=lambda: deque(maxlen=61))
+
+    def record(self, checked: int, matched: int) -> None:
+        minute = int(time.time() // 60)
+        if self.history and self.history[-1][0] == minute:
+            self.history[-1][1] += checked
+            self.history[-1][2] += matched
+        else:
+            self.history.append([minute, checked, matched])
+
+    def last_hour(self) -> tuple[int, int]:
+        """(symbols checked, matches) over the last 60 minutes."""
+        since = int(time.time() // 60) - 60
+        checked = matched = 0
+        for minute, n, m in self.history:
+            if minute > since:
+                checked += n
+                matched += m
+        return checked, matched
 
 
 MatchHandler = Callable[[TraderConfig, str, int], Awaitable[None]]
@@ -118,9 +138,7 @@ class Screener:
         rt.last_outcome = result.outcome
         rt.checked += result.evaluated
         rt.symbol_errors += len(result.errors)
-        rt.history.append((time.time(), result.evaluated, len(result.matches)))
-        if len(rt.history) > 4096:
-            del rt.history[:1024]
+        rt.record(result.evaluated, len(result.matches))
         failure = self._failure_reason(result)
         if failure:
             rt.failures += 1
