@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import signal
 import time
 from collections.abc import Iterable
@@ -378,14 +377,13 @@ class Machine:
             triggered += m
         feed = self.feed.stats().as_dict()
         newest = self.store.newest_kline_ms()
-        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return MetricsSnapshot(
             active_traders=len(self._traders),
             signals_checked_1h=checked,
             signals_triggered_1h=triggered,
             open_positions=len(self.monitor.positions),
             watching_signals=self.pipeline.watching_count,
-            memory_usage_mb=_rss_mb() or rss_kb / 1024,
+            memory_usage_mb=_rss_mb() or 0.0,
             websocket_status="connected" if feed.get("connected") else "disconnected",
             last_kline_update=datetime.fromtimestamp(newest / 1000, tz=timezone.utc).isoformat() if newest else None,
             counters={

@@ -156,6 +156,14 @@ def _attach(name: str) -> _ReadOnlyBlock:
     return _ReadOnlyBlock(name)
 
 
+def _bounds(meta: np.ndarray, closed_only: bool) -> tuple[int, int]:
+    """``(start, end)`` counters of a slot's window; ``closed_only`` drops a forming newest candle."""
+    start, end, flags = int(meta[_START]), int(meta[_END]), int(meta[_FLAGS])
+    if closed_only and end > start and not flags & FLAG_CLOSED:
+        end -= 1
+    return start, end
+
+
 def _retries(slot: int) -> Iterator[int]:
     """Retry budget of a seqlock read: spin, then yield the CPU, until a deadline.
 
@@ -293,9 +301,7 @@ class KlineSegment:
             s1 = int(m[_SEQ])
             if s1 & 1:
                 continue
-            start, end, flags = int(m[_START]), int(m[_END]), int(m[_FLAGS])
-            if closed_only and end > start and not flags & FLAG_CLOSED:
-                end -= 1
+            start, end = _bounds(m, closed_only)
             out = self._gather(slot, start, end, None)
             if int(m[_SEQ]) == s1:
                 return out
@@ -318,9 +324,7 @@ class KlineSegment:
             s1 = int(m[_SEQ])
             if s1 & 1:
                 continue
-            start, end, flags = int(m[_START]), int(m[_END]), int(m[_FLAGS])
-            if closed_only and end > start and not flags & FLAG_CLOSED:
-                end -= 1
+            start, end = _bounds(m, closed_only)
             newest = tuple(d[:, (end - 1) % self.cap].tolist()) if end > start else None
             if int(m[_SEQ]) == s1:
                 return start, end, newest

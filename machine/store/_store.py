@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
+from sandbox import MarketSpec
 from sandbox._segment import KLINE_COLUMNS, TICKER_FIELDS, KlineSegment, SegmentSpec, TickerSegment
 
 from ._errors import InvalidKlines, StoreClosed, UnknownSymbol
@@ -396,18 +397,10 @@ class MarketStore:
         """Local wall-clock time (ms) when the newest kline update was applied, or None."""
         return self._newest_received_ms
 
-    def market_spec(self) -> Any:
-        """What sandbox workers need to attach: ``sandbox.MarketSpec(klines={interval: SegmentSpec}, tickers=SegmentSpec)``.
-
-        Falls back to a plain ``{"klines": {...}, "tickers": SegmentSpec}`` dict when the
-        sandbox package does not export ``MarketSpec``.
-        """
+    def market_spec(self) -> MarketSpec:
+        """What sandbox workers need to attach: ``MarketSpec(klines={interval: SegmentSpec}, tickers=SegmentSpec)``."""
         self._check_open()
         klines: Mapping[str, SegmentSpec] = {i: seg.spec for i, seg in self._klines.items()}
-        try:
-            from sandbox import MarketSpec  # type: ignore[attr-defined]
-        except ImportError:
-            return {"klines": dict(klines), "tickers": self._tickers.spec}
         return MarketSpec(klines=dict(klines), tickers=self._tickers.spec)
 
     def stats(self) -> StoreStats:
