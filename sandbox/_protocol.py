@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ._errors import ProtocolError
+from ._escape import escape_surrogates
 
 if TYPE_CHECKING:  # parent side only: workers do not import asyncio (4 MB each)
     import asyncio
@@ -65,9 +66,27 @@ def cut(text: str, limit: int = ERROR_TEXT_MAX) -> str:
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    """One framed message."""
-    body = orjson.dumps(message)
+    """One framed message.
+
+    A string orjson refuses (a lone surrogate) is sent with its surrogates
+    escaped (``sandbox._escape.escape_surrogates``) instead of failing: text in
+    a reply can come from a filter.
+    """
+    try:
+        body = orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        body = orjson.dumps(_encodable(message))
     return _HEADER.pack(len(body)) + body
+
+
+def _encodable(value: Any) -> Any:
+    if type(value) is str:
+        return escape_surrogates(value)
+    if isinstance(value, Mapping):
+        return {escape_surrogates(str(k)): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------ parent side

@@ -36,6 +36,7 @@ from typing import Any, Final
 import numpy as np
 
 from ._errors import FilterRejected, ProtocolError
+from ._escape import escape_surrogates, escape_text
 from ._guards import FORBIDDEN_BUILTINS, PrintBuffer, base_globals
 from ._helpers import wrap_helpers
 from ._limits import WorkerLimits, harden
@@ -82,15 +83,26 @@ def _filter_line(tb: TracebackType | None) -> int | None:
 
 
 def describe(exc: BaseException) -> str:
-    """One line for a filter's exception: ``Type: message (line N)``, at most 2 KiB."""
+    """One line for a filter's exception: ``Type: message (line N)``, escaped, at most 2 KiB.
+
+    Never raises for what a filter can put in an exception (lone surrogates,
+    control characters, a non-string ``NameError.name``, a ``__str__`` that
+    fails); only ``MemoryError`` propagates.
+    """
     name = type(exc).__name__
     try:
         text = str(exc)
+        if type(text) is not str:  # pragma: no cover - str() of a builtin exception
+            text = "<message unavailable>"
+    except MemoryError:
+        raise
     except BaseException:
         text = "<message unavailable>"
-    message = f"{name}: {text}" if text else name
-    if isinstance(exc, NameError) and getattr(exc, "name", None) in FORBIDDEN_BUILTINS:
-        message += " (not available in filters)"
+    message = escape_text(f"{name}: {text}" if text else name)
+    if isinstance(exc, NameError):
+        missing = exc.name  # any object a filter passed as ``name=``
+        if type(missing) is str and missing in FORBIDDEN_BUILTINS:
+            message += " (not available in filters)"
     line = _filter_line(exc.__traceback__)
     if line is not None:
         message = f"{cut(message, 1900)} (line {line})"
@@ -164,7 +176,7 @@ class Runner:
             except MemoryError:
                 raise
             except Exception as exc:
-                errors[symbol] = f"market data unavailable: {exc}"
+                errors[symbol] = f"market data unavailable: {describe(exc)}"
                 continue
             evaluated += 1
             try:
@@ -185,7 +197,7 @@ class Runner:
             "errors": errors,
             "evaluated": evaluated,
             "cpu_s": _cpu_s(),
-            "printed": buffer.text() if msg.get("want_print") else "",
+            "printed": escape_surrogates(buffer.text()) if msg.get("want_print") else "",
         }
 
     def warm_up(self) -> None:
@@ -210,6 +222,8 @@ class Runner:
         exec(compiled.code, g)
         g["check_signal"]("WARMUP", MappingProxyType({"last_price": 1.0}), Klines(("1m",), lambda _: candles._snap))
         describe(ValueError("warm-up"))
+        describe(NameError("warm-up \x1b\ud800", name=[]))  # the escaping paths
+        encode({"printed": escape_surrogates("\ud800")})
 
 
 def main() -> None:
