@@ -109,6 +109,23 @@ def _where(exc: BaseException) -> str:
     return f" [at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}]"
 
 
+def _keyable(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """True when every argument is a plain scalar (``_PLAIN``), so a cache key can hold it.
+
+    Anything else (a generator, a function, a tuple or list the filter built)
+    is computed without the cache: the cache outlives the batch, and a filter
+    object kept in it would be freed, and its ``finally`` run, in another
+    trader's batch.
+    """
+    for value in args:
+        if type(value) not in _PLAIN:
+            return False
+    for value in kwargs.values():
+        if type(value) not in _PLAIN:
+            return False
+    return True
+
+
 def _specs_by_helper() -> dict[str, tuple[Any, bool]]:
     """helper name -> (IndicatorSpec, is_series) for helpers that have a spec."""
     out: dict[str, tuple[Any, bool]] = {}
@@ -166,14 +183,13 @@ def _wrap(name: str, fn: Callable[..., Any], spec: Any, is_series: bool) -> Call
                 candles = args[0]
                 snap, start, stop = candles._snap, candles._start, candles._stop
                 rest = args[1:]
+                if not _keyable(rest, kwargs):  # never keep a filter's object in the shared cache
+                    return compute(snap, start, stop, rest, kwargs)
                 key: Any = (name, start, stop, rest, tuple(map(type, rest)))
                 if kwargs:
                     items = tuple(sorted(kwargs.items()))
                     key = (*key, items, tuple(type(v) for _, v in items))
-                try:
-                    value = snap.memo.get(key, _MISSING)
-                except TypeError:  # unhashable argument: compute without the cache
-                    return compute(snap, start, stop, rest, kwargs)
+                value = snap.memo.get(key, _MISSING)
                 if value is not _MISSING:
                     if type(value) is Big:
                         rec = value.rec

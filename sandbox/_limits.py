@@ -13,7 +13,8 @@ kill the worker when its parent dies.
   still runs and reports ``network_isolated: false``.
 * Limits: RLIMIT_AS (address space: the worker's baseline plus
   ``memory_limit_mb``), RLIMIT_CPU (soft ``cpu_limit_s``, SIGXCPU), RLIMIT_NOFILE
-  (no descriptor beyond those already open), RLIMIT_NPROC 0 (no fork; enforced
+  (no descriptor beyond those already open: gaps below the highest one are
+  filled with ``/dev/null`` first), RLIMIT_NPROC 0 (no fork; enforced
   once the uid is not root), RLIMIT_FSIZE 0 (no file growth), RLIMIT_CORE 0.
 * Privileges: ``setgroups([])``, ``setresgid``/``setresuid`` to nobody/nogroup
   (65534) when started as root, then ``PR_SET_NO_NEW_PRIVS`` and
@@ -50,6 +51,8 @@ class WorkerLimits:
         uid, gid: identity to drop to when started as root.
         cache_limit_mb: budget of one tick's cached helper results, in MiB
             (``sandbox._cache``; not a kernel limit).
+        memory_watermark_mb: growth above the ready baseline, in MiB, past which
+            the worker is recycled after a batch (``sandbox._residue``; not a kernel limit).
     """
 
     memory_limit_mb: int = 512
@@ -57,6 +60,7 @@ class WorkerLimits:
     uid: int = NOBODY
     gid: int = NOBODY
     cache_limit_mb: int = 64
+    memory_watermark_mb: int = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,27 @@ def _address_space_bytes() -> int:
 
 
 def _highest_open_fd() -> int:
-    return max(int(name) for name in os.listdir("/proc/self/fd"))
+    """The highest open descriptor, with every number below it in use (gaps filled with ``/dev/null``).
+
+    ``RLIMIT_NOFILE`` only bounds descriptor *numbers*: a gap below the limit
+    (the descriptor ``os.listdir`` itself used, a closed pipe end) would be a
+    free descriptor for the filter. Each gap gets a read-only ``/dev/null``.
+    """
+    names = os.listdir("/proc/self/fd")  # its own descriptor is listed, and closed again by now
+    highest = max(fd for fd in map(int, names) if _is_open(fd))
+    while True:
+        filler = os.open(os.devnull, os.O_RDONLY)  # the lowest free number
+        if filler > highest:
+            os.close(filler)
+            return highest
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _set(which: int, soft: int, hard: int | None = None) -> None:

@@ -82,6 +82,8 @@ class MarketReader:
             raise
         self._ticks: OrderedDict[int, TickData] = OrderedDict()
         self._demand: dict[Any, int] = {}
+        self.ticks_started = 0
+        """How many ticks this reader has started (a new ``tick_id`` dropped older results)."""
 
     def tick(self, tick_id: int) -> TickData:
         """The cache of ``tick_id`` (created on first use; older ticks' results are dropped)."""
@@ -96,6 +98,7 @@ class MarketReader:
             if not old.revisited:
                 old.drop_results()
         data = self._ticks[tick_id] = TickData(self, TickCache(self.cache_limit, self._demand))
+        self.ticks_started += 1
         while len(self._ticks) > TICKS_KEPT:
             self._ticks.popitem(last=False)[1].clear()
         release_free_memory()

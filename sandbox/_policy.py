@@ -15,6 +15,8 @@ iteration, unpacking and print operations into guard calls), this policy:
 * refuses every import except ``import math`` / ``from math import ...``;
 * rewrites ``a ** b`` into ``_pow_(a, b)`` so huge integer powers fail fast with
   an error instead of freezing the worker in C code;
+* allows ``is`` / ``is not`` only against ``None``, ``True``, ``False`` (shared
+  results' identity would tell a filter what other traders asked for);
 * requires a top-level ``def check_signal(symbol, ticker, klines)``;
 * caps the source at :data:`MAX_SOURCE_BYTES` and turns parser recursion or
   memory errors on pathological input into a rejection.
@@ -47,7 +49,7 @@ __all__ = [
     "filter_version",
 ]
 
-POLICY_VERSION: Final = "1"
+POLICY_VERSION: Final = "2"
 MAX_SOURCE_BYTES: Final = 64 * 1024
 FILTER_FILENAME: Final = "<filter>"
 ENTRY_POINT: Final = "check_signal"
@@ -131,6 +133,29 @@ class FilterPolicy(RestrictingNodeTransformer):
             return self.node_contents_visit(node)
         return super().visit_Subscript(node)
 
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        """``is`` / ``is not`` only against the constants ``None``, ``True``, ``False``, ``...``.
+
+        Helper results are shared between the filters of a tick (the per-tick
+        cache), so whether two results are the same *object* depends on what
+        other traders asked for: comparing them with ``is`` would let a filter
+        observe another trader's indicator requests. Identity against a
+        singleton constant is a value test and stays allowed; ``id`` and
+        ``hash`` are not builtins here, and ``==`` compares values.
+        """
+        operands = [node.left, *node.comparators]
+        for i, op in enumerate(node.ops):
+            if isinstance(op, (ast.Is, ast.IsNot)) and not (
+                _singleton(operands[i]) or _singleton(operands[i + 1])
+            ):
+                word = "is not" if isinstance(op, ast.IsNot) else "is"
+                self.error(
+                    node,
+                    f'"{word}" may only compare with None, True or False in filters '
+                    "(object identity of shared results is not observable; use ==).",
+                )
+        return self.node_contents_visit(node)
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         if isinstance(node.op, ast.Pow):
@@ -139,6 +164,11 @@ class FilterPolicy(RestrictingNodeTransformer):
             copy_locations(call.func, node)
             return call
         return node
+
+
+def _singleton(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and (node.value is None or node.value is True or node.value is False
+                                               or node.value is Ellipsis)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from ._market import CACHE_LIMIT_MB
 from ._policy import compile_filter
 from ._process import WorkerDied, WorkerProcess
 from ._protocol import EXIT_MEMORY, parse_batch_reply
+from ._residue import watermark_mb
 from ._types import SYMBOL_MAX_CHARS, BatchResult, MarketSpec
 
 __all__ = ["SandboxPool", "MAX_BATCH_SYMBOLS"]
@@ -61,6 +62,10 @@ class SandboxPool:
         cache_limit_mb: budget of the helper results a worker keeps for one tick,
             in MiB (``sandbox/README.md``, *Memory*); past it results are computed
             per call.
+        memory_watermark_mb: growth of a worker's memory above its ready
+            baseline, in MiB, past which it is recycled after the batch that left
+            it there (default ``sandbox._residue.watermark_mb``: two ticks' cache
+            plus 32 MiB, at most half of ``memory_limit_mb``).
     """
 
     def __init__(
@@ -76,7 +81,10 @@ class SandboxPool:
         uid: int = NOBODY,
         gid: int = NOBODY,
         cache_limit_mb: int = CACHE_LIMIT_MB,
+        memory_watermark_mb: int | None = None,
     ) -> None:
+        if memory_watermark_mb is not None and memory_watermark_mb < 1:
+            raise ValueError("memory_watermark_mb >= 1 required")
         if workers < 1 or batch_timeout_s <= 0 or memory_limit_mb < 32 or cpu_limit_s < 1 or cache_limit_mb < 0:
             raise ValueError(
                 "workers >= 1, batch_timeout_s > 0, memory_limit_mb >= 32, cpu_limit_s >= 1 and "
@@ -88,8 +96,9 @@ class SandboxPool:
         self.acquire_timeout_s = batch_timeout_s if acquire_timeout_s is None else acquire_timeout_s
         self.start_timeout_s = start_timeout_s
         self._limits = WorkerLimits(
-            memory_limit_mb=memory_limit_mb, cpu_limit_s=cpu_limit_s, uid=uid, gid=gid, cache_limit_mb=cache_limit_mb
-        )
+            memory_limit_mb=memory_limit_mb, cpu_limit_s=cpu_limit_s, uid=uid, gid=gid, cache_limit_mb=cache_limit_mb,
+            memory_watermark_mb=memory_watermark_mb or watermark_mb(memory_limit_mb, cache_limit_mb),
+        )  # fmt: skip
         self._state: Literal["new", "running", "stopped"] = "new"
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._workers: set[WorkerProcess] = set()
@@ -98,7 +107,7 @@ class SandboxPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_info: dict[str, Any] = {}
         self._counters = dict.fromkeys(
-            ("batches", "restarts", "timeouts", "memory", "crashes", "spawn_failures", "errors"), 0
+            ("batches", "restarts", "recycles", "timeouts", "memory", "crashes", "spawn_failures", "errors"), 0
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -263,7 +272,11 @@ class SandboxPool:
             return self._limit_result("memory", parsed["detail"], started)
         if parsed["outcome"] == "error":
             self._counters["errors"] += 1
-        self._release(worker)
+        if parsed["recycle"]:
+            self._counters["recycles"] += 1
+            self._background(self._discard(worker, "recycled above its memory watermark", restart=False))
+        else:
+            self._release(worker)
         return BatchResult(
             outcome=parsed["outcome"],
             matches=parsed["matches"],
@@ -384,8 +397,11 @@ class SandboxPool:
         Keys: ``state``, ``workers`` (configured), ``alive``, ``pids``, ``idle``,
         ``network_isolated``/``uid_dropped`` (true only if every live worker got
         it), ``uid``, ``isolation_detail``, limits, counters (``batches``,
-        ``restarts``, ``timeouts``, ``memory``, ``crashes``, ``errors``,
-        ``spawn_failures``) and ``worker_start_ms`` of the latest start.
+        ``restarts``, ``recycles`` (memory watermark), ``timeouts``, ``memory``, ``crashes``, ``errors``,
+        ``spawn_failures``), and of the latest worker start ``worker_start_ms``,
+        ``memory_baseline_mb`` (anonymous resident memory when ready),
+        ``address_space_baseline_mb`` (its address space then) and
+        ``memory_watermark_mb`` (growth past which it is recycled; ``sandbox._residue``).
         """
         infos = [w.info for w in self._workers] or ([self._last_info] if self._last_info else [])
         return {
@@ -400,6 +416,9 @@ class SandboxPool:
             "no_new_privs": bool(infos) and all(i.get("no_new_privs") for i in infos),
             "isolation_detail": infos[0].get("network_detail", "") if infos else "",
             "worker_start_ms": self._last_info.get("start_ms"),
+            "memory_baseline_mb": self._last_info.get("memory_baseline_mb"),
+            "address_space_baseline_mb": self._last_info.get("address_space_baseline_mb"),
+            "memory_watermark_mb": self._last_info.get("memory_watermark_mb"),
             "batch_timeout_s": self.batch_timeout_s,
             "memory_limit_mb": self._limits.memory_limit_mb,
             "cpu_limit_s": self._limits.cpu_limit_s,

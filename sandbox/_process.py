@@ -123,6 +123,7 @@ class WorkerProcess:
                 "uid": limits.uid,
                 "gid": limits.gid,
                 "cache_limit_mb": limits.cache_limit_mb,
+                "memory_watermark_mb": limits.memory_watermark_mb,
             },
         }
         try:
@@ -143,6 +144,9 @@ class WorkerProcess:
             "uid_dropped": reply.get("uid_dropped") is True,
             "no_new_privs": reply.get("no_new_privs") is True,
             "address_space_mb": reply.get("address_space_mb"),
+            "memory_baseline_mb": _number(reply.get("memory_baseline_mb")),
+            "address_space_baseline_mb": _number(reply.get("address_space_baseline_mb")),
+            "memory_watermark_mb": _number(reply.get("memory_watermark_mb")),
         }
         return worker
 
@@ -214,3 +218,8 @@ class WorkerProcess:
 
     def describe_exit(self) -> str:
         return _describe_exit(self.proc.returncode)
+
+
+def _number(value: Any) -> float | None:
+    """A worker-reported number, or None when it is not one (the worker is untrusted)."""
+    return float(value) if type(value) in (int, float) else None

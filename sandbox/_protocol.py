@@ -121,7 +121,8 @@ def parse_batch_reply(message: Mapping[str, Any], symbols: Sequence[str]) -> dic
     """Validate a worker's batch reply against the request.
 
     Returns:
-        ``{"outcome", "matches": frozenset, "errors": dict, "detail", "evaluated", "cpu_s", "printed"}``.
+        ``{"outcome", "matches": frozenset, "errors": dict, "detail", "evaluated", "cpu_s", "printed",
+        "recycle"}`` (``recycle``: the worker stayed above its memory watermark, ``sandbox._residue``).
 
     Raises:
         ProtocolError: unknown outcome, a symbol that was not requested, wrong types.
@@ -156,6 +157,7 @@ def parse_batch_reply(message: Mapping[str, Any], symbols: Sequence[str]) -> dic
         "evaluated": evaluated,
         "cpu_s": float(cpu_s),
         "printed": _str(message.get("printed", ""), "printed", PRINT_MAX_CHARS * 4),
+        "recycle": message.get("recycle", False) is True,
     }
 
 

@@ -13,7 +13,10 @@ environment (only thread-count variables). Life of a worker:
 4. Serve ``eval`` requests one at a time until stdin closes. Per batch the
    filter module is executed in fresh globals (no state survives a batch), then
    ``check_signal`` is called once per symbol; only ``True``/``False`` count,
-   anything else or an exception is that symbol's error.
+   anything else or an exception is that symbol's error. Before the reply,
+   everything the batch left behind is collected (``_residue``), so deferred
+   code and garbage cost that batch, never the next; a worker left above its
+   memory watermark asks to be recycled (``"recycle": true`` in the reply).
 
 A ``MemoryError`` that escapes a filter ends the worker: it writes a
 preallocated ``memory`` reply and exits with :data:`EXIT_MEMORY`; the pool
@@ -42,6 +45,7 @@ from ._helpers import wrap_helpers
 from ._limits import WorkerLimits, harden
 from ._market import MarketReader, release_free_memory
 from ._policy import FILTER_FILENAME, compile_filter
+from ._residue import Residue
 from ._protocol import (
     EXIT_MEMORY,
     EXIT_PROTOCOL,
@@ -63,7 +67,8 @@ import math
 def check_signal(symbol, ticker, klines):
     k = klines["1m"]
     closes = [c.close for c in k[-20:]]
-    avg = sum(closes) / len(closes)
+    média = sum(closes) / len(closes)  # a non-ASCII identifier: the parser imports unicodedata (NFKC)
+    avg = média
     try:
         x = {"a": 1}["b"]
     except KeyError as e:
@@ -117,15 +122,34 @@ def _cpu_s() -> float:
 class Runner:
     """Compiled filters and the batch loop of one worker."""
 
-    def __init__(self, market: MarketReader, helpers: Mapping[str, Any]) -> None:
+    def __init__(self, market: MarketReader, helpers: Mapping[str, Any], residue: Residue | None = None) -> None:
         self.market = market
         self.globals = base_globals(helpers)
         self.filters: dict[str, CodeType] = {}
+        self.residue = residue
+        self._ticks_seen = 0
 
     def handle(self, msg: Mapping[str, Any]) -> bytes:
+        """One request -> its encoded reply; what the batch left behind is cleared first (``_residue``).
+
+        Raises:
+            MemoryError: the filter (or a finaliser it left) exhausted the worker's memory.
+            ProtocolError, KeyError, TypeError, ValueError: a malformed request.
+        """
         if msg.get("op") != "eval":
             raise ProtocolError(f"unknown op {msg.get('op')!r}")
-        return fit_batch_reply(self.evaluate(msg))
+        if self.residue is None:
+            return fit_batch_reply(self.evaluate(msg))
+        self.residue.begin()
+        reply = self.evaluate(msg)  # the batch's globals die with its frame, here
+        started = self.market.ticks_started  # a new tick dropped the older ticks' results
+        cleared = self.residue.clear(everything=started != self._ticks_seen)
+        self._ticks_seen = started
+        if cleared.error:
+            reply = {"outcome": "error", "detail": cleared.error}
+        if cleared.recycle:
+            reply["recycle"] = True
+        return fit_batch_reply(reply)
 
     def _code(self, msg: Mapping[str, Any]) -> CodeType | str:
         for version in msg.get("drop", ()):
@@ -238,13 +262,24 @@ def main() -> None:
         sys.exit(EXIT_PROTOCOL)
     limits = WorkerLimits(**init["limits"])
     market = MarketReader(MarketSpec.from_dict(init["market"]), limits.cache_limit_mb)
-    runner = Runner(market, wrap_helpers())
+    residue = Residue(limits.memory_watermark_mb)
+    runner = Runner(market, wrap_helpers(), residue)
     runner.warm_up()
     isolation = harden(limits, parent_pid)
+    sys.unraisablehook = residue.on_unraisable
     gc.collect()
     gc.freeze()
     release_free_memory()
-    ready = {"op": "ready", "pid": os.getpid(), "start_ms": (time.monotonic() - started) * 1000, **asdict(isolation)}
+    baseline = residue.set_baseline()
+    ready = {
+        "op": "ready",
+        "pid": os.getpid(),
+        "start_ms": (time.monotonic() - started) * 1000,
+        "memory_baseline_mb": round(baseline.anon_resident / (1 << 20), 1),
+        "address_space_baseline_mb": round(baseline.address_space / (1 << 20), 1),
+        "memory_watermark_mb": residue.watermark_mb,
+        **asdict(isolation),
+    }
     write_message(reply_fd, encode(ready))
     while True:
         try:

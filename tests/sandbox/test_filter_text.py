@@ -13,7 +13,7 @@ import pytest_asyncio
 from sandbox import SandboxPool
 from sandbox_data import INTERVALS, SYMBOLS
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 HOSTILE_TEXT = {
     "surrogate_message": ('raise ValueError("a\\ud800b")', "ValueError: a\\ud800b"),
@@ -49,6 +49,7 @@ def assert_safe(text: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_TEXT))
+@MODULE_LOOP
 async def test_hostile_exception_text_is_the_symbols_error(pool, market, case):
     statement, expected = HOSTILE_TEXT[case]
     pid = pool.health()["pids"]
@@ -63,6 +64,7 @@ async def test_hostile_exception_text_is_the_symbols_error(pool, market, case):
     assert health["pids"] == pid and health["crashes"] == 0 and health["restarts"] == 0
 
 
+@MODULE_LOOP
 async def test_hostile_module_code_text_is_the_batch_error(pool, market):
     result = await run(pool, market, "module", 'raise ValueError("m\\ud800\\x1b")\ndef check_signal(s, t, k):\n    return True\n')
     assert result.outcome == "error"
@@ -70,6 +72,7 @@ async def test_hostile_module_code_text_is_the_batch_error(pool, market):
     assert pool.health()["crashes"] == 0
 
 
+@MODULE_LOOP
 async def test_printed_surrogates_are_escaped_and_the_batch_counts(pool, market):
     code = 'def check_signal(s, t, k):\n    print("a\\ud800b", s)\n    return True\n'
     result = await run(pool, market, "printer", code, capture_print=True)

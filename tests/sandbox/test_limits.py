@@ -56,6 +56,9 @@ async def test_rlimits_are_set(pool):
     assert limit(pid, "Max core file size") == "0"
     assert limit(pid, "Max cpu time") == "1234"
     assert int(limit(pid, "Max open files")) <= 64
+    # No descriptor to spare: every number below RLIMIT_NOFILE is taken (one was free before).
+    open_fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+    assert open_fds == list(range(int(limit(pid, "Max open files"))))
     address_space = int(limit(pid, "Max address space"))
     assert 300 * 2**20 < address_space < 2 * 2**30
     assert pool.health()["no_new_privs"] and proc_fields(pid, "status")["NoNewPrivs"] == "1"

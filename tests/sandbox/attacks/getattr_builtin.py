@@ -1,3 +1,3 @@
 # expect: error | NameError: name 'getattr' is not defined (not available in filters)
 def check_signal(symbol, ticker, klines):
-    return getattr(symbol, "__class__") is str
+    return getattr(symbol, "__class__") == str
