@@ -15,7 +15,10 @@ attackers stayed ``ok``.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,18 @@ async def test_attackers_interleaved_with_victims(alone, binance_data):
         if name in VICTIMS:
             assert results[name].per_tick == alone[name].per_tick, (name, results[name].detail)
             assert results[name].outcome == alone[name].outcome
+
+
+def test_the_cli_charges_a_deferred_attack_to_its_file(binance_data):
+    """``python -m sandbox check`` passed these filters with ``no_match`` before the fix."""
+    attack, benign = HERE / "cross_batch" / "deferred_spin.py", HERE / "benign" / "rsi_oversold.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "check", str(attack), str(benign), "--ticks", "2", "--timeout", "1",
+         "--replay", str(binance_data), *(a for s in SYMBOLS[:3] for a in ("--symbol", s))],
+        cwd=HERE.parents[1], capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    reports = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 3, done.stderr
+    assert [r["file"] for r in reports[:2]] == [str(attack), str(benign)] and reports[0]["outcome"] == "timeout"
+    assert reports[1]["outcome"] in ("match", "no_match") and len(reports[1]["matched"]) == 2
+    assert reports[2]["summary"] is True and reports[2]["outcomes"]["timeout"] == 1
