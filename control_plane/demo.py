@@ -78,7 +78,13 @@ class _Simulator:
 
 
 async def summary(pool: asyncpg.Pool, user_id: UUID) -> dict[str, Any]:
-    """The demo's summary, read from the database."""
+    """The demo's summary, read from the database.
+
+    ``machine_state`` is the status of the user's newest ``fly_machines`` row;
+    ``reanalyses`` counts the analyses beyond the first of each signal (watched
+    signals and open positions analysed again on the re-analysis interval);
+    ``realized_pnl_quote`` is in the quote asset, rounded to 0.01.
+    """
     row = await pool.fetchrow(
         """
         SELECT
@@ -87,6 +93,7 @@ async def summary(pool: asyncpg.Pool, user_id: UUID) -> dict[str, Any]:
           (SELECT count(*) FROM traders WHERE user_id = $1) AS traders,
           (SELECT count(*) FROM signals WHERE user_id = $1) AS signals,
           (SELECT count(*) FROM analysis_history WHERE user_id = $1) AS analyses,
+          (SELECT count(*) - count(DISTINCT signal_id) FROM analysis_history WHERE user_id = $1) AS reanalyses,
           (SELECT count(*) FROM trades WHERE user_id = $1 AND status = 'filled') AS trades,
           (SELECT count(*) FROM positions WHERE user_id = $1 AND status = 'open') AS open_positions,
           (SELECT count(*) FROM positions WHERE user_id = $1 AND status = 'closed') AS closed_positions,
@@ -101,6 +108,7 @@ async def summary(pool: asyncpg.Pool, user_id: UUID) -> dict[str, Any]:
         "symbols": row["symbols"] or 0,
         "signals": row["signals"],
         "analyses": row["analyses"],
+        "reanalyses": row["reanalyses"],
         "trades": row["trades"],
         "open_positions": row["open_positions"],
         "closed_positions": row["closed_positions"],
@@ -212,10 +220,9 @@ async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed
                         live.update(await _render(stack.pool, user_id, started, duration))
             finally:
                 loop.remove_signal_handler(signal.SIGINT)
-            result = await summary(stack.pool, user_id)
             final = await provisioner.destroy(user_id, "demo finished")
             console.print(f"Machine destroyed; final state {final['finalState']}.")
-            return result
+            return await summary(stack.pool, user_id)  # read after destruction: the state it ended in
     finally:
         if sim is not None:
             sim.stop()

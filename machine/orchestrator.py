@@ -202,10 +202,8 @@ class Machine:
         for loaded in self._traders.values():
             syms = [s for s, _ in loaded.runtime.symbols]
             tickers.update(syms)
-            for tf in loaded.runtime.config.timeframes:
+            for tf in _intervals_needed(loaded.runtime.config, loaded.check, loaded.reanalysis):
                 pairs.update((s, tf) for s in syms)
-            if loaded.check.kind == "close":
-                pairs.update((s, loaded.check.interval) for s in syms)
         return pairs, tickers
 
     async def _validate(self, trader: TraderConfig) -> tuple[Schedule, Schedule]:
@@ -224,7 +222,7 @@ class Machine:
         tlog = self._log.bind(trader_id=str(trader.id))
         try:
             check, reanalysis = await self._validate(trader)
-            for tf in set(trader.timeframes) | ({check.interval} if check.kind == "close" else set()):
+            for tf in _intervals_needed(trader, check, reanalysis):
                 self.store.ensure_interval(tf)
             spec = self.store.market_spec()
             if spec != self._market_spec:  # a new interval: workers must attach its segment
@@ -262,12 +260,17 @@ class Machine:
                                          market_time_ms=open_time_ms + interval_ms)
             self.timers.add_close(key, check.interval, syms, close_tick)
 
-        async def reanalyse(*_: int) -> None:
-            await self.pipeline.reanalyse(rt.config, self._market_time_ms())
         if reanalysis.kind == "fixed":
-            self.timers.add_fixed(key + ":re", reanalysis.seconds, reanalyse)
+            async def reanalyse_fixed() -> None:
+                await self.pipeline.reanalyse(rt.config, self._market_time_ms())
+            self.timers.add_fixed(key + ":re", reanalysis.seconds, reanalyse_fixed)
         else:
-            self.timers.add_close(key + ":re", reanalysis.interval, syms, reanalyse)
+            re_interval_ms = INTERVAL_MS[reanalysis.interval]
+
+            async def reanalyse_close(open_time_ms: int) -> None:
+                # market time of the re-analysis: the close of the candle that fired it
+                await self.pipeline.reanalyse(rt.config, open_time_ms + re_interval_ms)
+            self.timers.add_close(key + ":re", reanalysis.interval, syms, reanalyse_close)
 
     async def _unload_trader(self, trader_id: UUID) -> None:
         loaded = self._traders.pop(trader_id, None)
@@ -393,6 +396,7 @@ class Machine:
                 "filter_symbol_errors_total": symbol_errors,
                 "signals_created_total": self.pipeline.signals_created,
                 "analyses_total": self.pipeline.analyses,
+                "reanalyses_total": self.pipeline.reanalyses,
                 "analysis_failures_total": self.pipeline.analysis_failures,
                 "decisions_rejected_total": self.pipeline.decisions_rejected,
                 "orders_sent_total": self.execution.orders_sent,
@@ -420,6 +424,21 @@ class Machine:
         summary = await self._teardown(reason)
         asyncio.get_running_loop().call_later(0.05, self._stopped.set)
         return {"success": True, "message": "Machine shutting down gracefully", **summary}
+
+
+def _intervals_needed(trader: TraderConfig, check: Schedule, reanalysis: Schedule) -> set[str]:
+    """Every kline interval the trader needs stored and streamed.
+
+    Its timeframes (the filter's ``klines`` and the analysis payload), and the
+    interval of each candle-close schedule: a ``1h_close`` check or a
+    ``5m_close`` re-analysis fires only when that interval's candles close,
+    which the machine sees only for intervals it streams.
+    """
+    needed = set(trader.timeframes)
+    for schedule in (check, reanalysis):
+        if schedule.kind == "close":
+            needed.add(schedule.interval)
+    return needed
 
 
 def _rss_mb() -> float | None:

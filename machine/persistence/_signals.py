@@ -14,11 +14,19 @@ __all__ = ["SignalRecord", "SignalRepository"]
 
 @dataclass(frozen=True, slots=True)
 class SignalRecord:
+    """A signal row.
+
+    Attributes:
+        trigger_price: last price (quote asset) when the filter matched.
+        market_time_ms: exchange time of the matching tick, ms since the epoch (UTC).
+    """
+
     id: UUID
     trader_id: UUID
     symbol: str
     status: str
     trigger_price: Decimal
+    market_time_ms: int = 0
 
 
 def _ts(ms: int) -> datetime:
@@ -66,11 +74,15 @@ class SignalRepository:
 
     async def watching(self, user_id: UUID) -> list[SignalRecord]:
         rows = await self._pool.fetch(
-            "SELECT id, trader_id, symbol, status, trigger_price FROM signals WHERE user_id = $1 AND status = 'watching' "
-            "ORDER BY created_at",
+            "SELECT id, trader_id, symbol, status, trigger_price, timestamp FROM signals "
+            "WHERE user_id = $1 AND status = 'watching' ORDER BY created_at",
             user_id,
         )
-        return [SignalRecord(r["id"], r["trader_id"], r["symbol"], r["status"], r["trigger_price"]) for r in rows]
+        return [
+            SignalRecord(r["id"], r["trader_id"], r["symbol"], r["status"], r["trigger_price"],
+                         int(r["timestamp"].timestamp() * 1000))
+            for r in rows
+        ]  # fmt: skip
 
     async def close_interrupted(self, user_id: UUID) -> int:
         """Close ``new`` signals whose analysis a previous run never finished; returns how many."""

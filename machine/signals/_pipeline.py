@@ -9,8 +9,11 @@ Order of effects (each persisted before the next step):
    the order intent before the order.
 
 A watched signal is re-analysed on the trader's re-analysis interval; after
-``MAX_WATCH_ANALYSES`` analyses that all said ``watch`` it is closed with
-reason ``watch_expired`` (the setup is stale), so watched signals do not pile up.
+``MAX_WATCH_ANALYSES`` analyses that all said ``watch``, or once it is
+``MAX_WATCH_AGE_MS`` (24 h) of market time old, it is closed with reason
+``watch_expired`` (the setup is stale), so watched signals do not pile up and
+never block their symbol for long. Open positions are re-analysed on the same
+interval and the decision executed (``close``; a new open is refused).
 
 Deduplication: while a trader has a signal in flight or being watched, or a
 position open on a symbol, further matches of that symbol are ignored; and at
@@ -39,6 +42,8 @@ __all__ = ["SignalPipeline"]
 log = structlog.get_logger(__name__)
 
 MAX_WATCH_ANALYSES = 6
+MAX_WATCH_AGE_MS = 24 * 3_600_000
+"""A watched signal older than this (market time since its match) expires at its next re-analysis."""
 
 
 class SignalPipeline:
@@ -74,6 +79,7 @@ class SignalPipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self.signals_created = 0
         self.analyses = 0
+        self.reanalyses = 0
         self.analysis_failures = 0
         self.decisions_rejected = 0
 
@@ -143,19 +149,27 @@ class SignalPipeline:
 
     # ------------------------------------------------------------ re-analysis
     async def reanalyse(self, trader: TraderConfig, market_time_ms: int) -> None:
-        """Re-analyse the trader's open positions and watched signals."""
+        """Re-analyse the trader's open positions and watched signals.
+
+        Args:
+            market_time_ms: exchange time of the re-analysis (the close of the
+                candle that fired it, or the newest kline for fixed intervals), ms UTC.
+        """
         for position in await self._trading.open_positions(self._user_id):
             if position.trader_id == trader.id:
+                self.reanalyses += 1
                 await self._guarded(self._analyse_and_act(trader, position.symbol, position.signal_id, market_time_ms, position))
         for signal in await self._signals.watching(self._user_id):
             if signal.trader_id == trader.id:
                 await self._guarded(self._reanalyse_watching(trader, signal, market_time_ms))
 
     async def _reanalyse_watching(self, trader: TraderConfig, signal: SignalRecord, market_time_ms: int) -> None:
-        if await self._analyses.count_for_signal(signal.id) >= MAX_WATCH_ANALYSES:
+        too_old = signal.market_time_ms and market_time_ms - signal.market_time_ms >= MAX_WATCH_AGE_MS
+        if too_old or await self._analyses.count_for_signal(signal.id) >= MAX_WATCH_ANALYSES:
             await self._signals.close(signal.id, "watch_expired", self._last_price(signal.symbol))
             self._settle(trader.id, signal.symbol, "closed")
             return
+        self.reanalyses += 1
         outcome = await self._analyse_and_act(trader, signal.symbol, signal.id, market_time_ms, None)
         self._settle(trader.id, signal.symbol, outcome)
 

@@ -111,13 +111,15 @@ class AlwaysOpenLong:
 
     name = "always-open-long"
     decision = "open_long"
+    per_symbol: dict[str, str] = {}  # symbol -> decision for new signals, overriding ``decision``
 
     async def analyze(self, request: Any) -> Any:
         from control_plane.analysis import AnalysisResult, Decision
 
         if getattr(request, "position", None) is not None:
             return AnalysisResult(decision=Decision("watch"), reasoning="hold", confidence=50)
-        return AnalysisResult(decision=Decision(self.decision), reasoning="test backend", confidence=90)
+        decision = self.per_symbol.get(request.market_data.symbol, self.decision)
+        return AnalysisResult(decision=Decision(decision), reasoning="test backend", confidence=90)
 
 
 SYMBOLS = [

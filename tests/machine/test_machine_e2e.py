@@ -188,3 +188,51 @@ async def test_watched_signals_are_reanalysed_then_expire(machine_stack, monkeyp
     assert await count(pool, "SELECT count(*) FROM positions WHERE trader_id = $1", trader) == 0
     await machine.post("/shutdown", token=machine.token)
     assert machine.proc.wait(30) == 0
+
+
+async def test_reanalysis_on_the_close_of_an_interval_the_filter_does_not_read(machine_stack, monkeypatch):
+    """Timeframes ``1m``, re-analysis ``5m_close`` (the demo traders' settings).
+
+    Before the fix no 5m klines were subscribed, so the re-analysis timer never
+    fired: watched signals stayed ``watching`` forever (blocking their symbol)
+    and open positions were never re-analysed.
+    """
+    from machine_harness import AlwaysOpenLong
+
+    monkeypatch.setattr(AlwaysOpenLong, "per_symbol", {"BTCUSDT": "watch"})
+    make_machine, pool, user_id, sim = machine_stack
+    trader = await add_trader(pool, user_id, "five-minute", ALWAYS, reanalysis_interval="5m_close",
+                              symbols=["BTCUSDT", "ETHUSDT", "BNBUSDT"], stop_loss_pct=50, take_profit_pct=50)
+    # a signal watched since long before the replay: past MAX_WATCH_AGE_MS it expires at the next re-analysis
+    stale = await pool.fetchval(
+        "INSERT INTO signals (trader_id, user_id, symbol, timestamp, status, trigger_price, current_price) "
+        "VALUES ($1, $2, 'BNBUSDT', '2001-01-01', 'watching', 1, 1) RETURNING id", trader, user_id)
+    machine = make_machine()
+    await machine.start()
+
+    async def expired() -> int:
+        return await count(pool, "SELECT count(*) FROM signals WHERE trader_id = $1 AND symbol = 'BTCUSDT' "
+                                 "AND close_reason = 'watch_expired'", trader)
+
+    async def position_reanalysed() -> int:
+        return await count(pool, "SELECT count(*) FROM analysis_history WHERE trader_id = $1 AND position_id IS NOT NULL",
+                           trader)
+
+    await wait_for(expired, 90, "the watched BTCUSDT signal to be re-analysed on 5m closes until it expires")
+    await wait_for(position_reanalysed, 30, "the ETHUSDT position to be re-analysed on a 5m close")
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM analysis_history a WHERE a.signal_id = s.id) AS n FROM signals s "
+        "WHERE trader_id = $1 AND symbol = 'BTCUSDT' AND close_reason = 'watch_expired' LIMIT 1", trader)
+    assert row["n"] == 6
+    stale_row = await pool.fetchrow("SELECT status, close_reason FROM signals WHERE id = $1", stale)
+    assert (stale_row["status"], stale_row["close_reason"]) == ("closed", "watch_expired")
+    assert await count(pool, "SELECT count(*) FROM analysis_history WHERE signal_id = $1", stale) == 0
+    # the re-analyses came on 5m closes: their market times are 5 minutes apart
+    times = [r["t"] for r in await pool.fetch(
+        "SELECT (market_data->>'timestamp')::bigint AS t FROM analysis_history WHERE trader_id = $1 "
+        "AND position_id IS NOT NULL ORDER BY timestamp", trader)]
+    assert all(t % 300_000 == 0 for t in times), times
+    metrics = (await machine.get("/metrics")).json()
+    assert metrics["counters"]["reanalyses_total"] >= 6
+    await machine.post("/shutdown", token=machine.token)
+    assert machine.proc.wait(30) == 0

@@ -1,0 +1,51 @@
+"""``control-plane demo`` end to end, offline: the summary it prints is the truth after the machine is gone.
+
+Before the fix the summary was read before the machine was destroyed
+(``"machine_state": "running"``) and had no ``reanalyses``; the demo traders'
+``5m_close`` re-analysis never ran (no 5m klines were streamed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = {"user_id", "machine_state", "traders", "symbols", "signals", "analyses", "reanalyses", "trades",
+        "open_positions", "closed_positions", "realized_pnl_quote"}  # fmt: skip
+
+
+def test_demo_summary_is_read_after_destruction_and_counts_reanalyses(db_url, binance_data, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "control-plane"), "demo", "--replay", str(binance_data), "--duration", "30",
+         "--speed", "120"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary) == KEYS
+    assert summary["machine_state"] == "destroyed"
+    assert summary["traders"] == 3 and summary["symbols"] > 0
+    assert summary["trades"] > 0 and summary["reanalyses"] > 0, summary
+
+    async def from_db() -> tuple[str, int]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            state = await conn.fetchval("SELECT status FROM fly_machines WHERE user_id = $1", summary["user_id"])
+            reanalysed = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT signal_id FROM analysis_history WHERE user_id = $1 "
+                "GROUP BY signal_id HAVING count(*) > 1) s", summary["user_id"],
+            )  # fmt: skip
+            return state, reanalysed
+        finally:
+            await conn.close()
+
+    state, reanalysed = asyncio.run(from_db())
+    assert state == "destroyed" and reanalysed > 0
