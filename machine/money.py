@@ -1,7 +1,8 @@
 """Pure money maths of trading: sizing, levels, fees, balances and PnL.
 
 All arguments and results are :class:`~decimal.Decimal`: prices in the quote
-asset, quantities in the base asset, fees and balances in the quote asset.
+asset, quantities in the base asset. What fills do to balances and PnL is in
+``machine.accounts``.
 Amounts written to the database are quantized to 8 decimal places (the
 ``NUMERIC(20, 8)`` columns) with ``ROUND_HALF_EVEN`` (banker's rounding).
 """
@@ -12,10 +13,8 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 __all__ = [
     "EIGHT_DP",
-    "balance_delta",
     "fee",
     "notional",
-    "position_pnl",
     "quantity_for_notional",
     "round_to_tick",
     "sl_tp_from_pct",
@@ -37,19 +36,6 @@ def fee(price: Decimal, quantity: Decimal, rate: Decimal) -> Decimal:
     every fill in the quote asset so that balances stay in one currency.
     """
     return (notional(price, quantity) * rate).quantize(EIGHT_DP, rounding=ROUND_HALF_EVEN)
-
-
-def balance_delta(side: str, price: Decimal, quantity: Decimal, fee_quote: Decimal) -> Decimal:
-    """Change of the quote balance for one fill: BUY ``-(notional + fee)``, SELL ``notional - fee``.
-
-    Raises:
-        ValueError: for a side other than ``BUY``/``SELL``.
-    """
-    if side == "BUY":
-        return -(notional(price, quantity) + fee_quote)
-    if side == "SELL":
-        return notional(price, quantity) - fee_quote
-    raise ValueError(f"side must be BUY or SELL, got {side!r}")
 
 
 def quantity_for_notional(target_quote: Decimal, price: Decimal, step_size: Decimal, min_qty: Decimal = Decimal(0)) -> Decimal:
@@ -84,21 +70,3 @@ def sl_tp_from_pct(side: str, entry: Decimal, stop_loss_pct: Decimal, take_profi
     if side == "short":
         return round_to_tick(entry * (1 + sl_f), tick_size), round_to_tick(entry * (1 - tp_f), tick_size)
     raise ValueError(f"side must be long or short, got {side!r}")
-
-
-def position_pnl(side: str, entry: Decimal, exit_: Decimal, size: Decimal, fees_total: Decimal) -> tuple[Decimal, Decimal]:
-    """Realised PnL after fees and its percent of the entry notional.
-
-    ``pnl = (exit - entry) * size - fees`` for a long, ``(entry - exit) * size - fees``
-    for a short (the same as the sum of the position's balance deltas);
-    ``pnl_percent = pnl / (entry * size) * 100`` rounded to 4 dp.
-    """
-    gross = notional(exit_, size) - notional(entry, size)
-    if side == "short":
-        gross = -gross
-    elif side != "long":
-        raise ValueError(f"side must be long or short, got {side!r}")
-    pnl = gross - fees_total
-    base = notional(entry, size)
-    pct = (pnl / base * _HUNDRED).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN) if base else Decimal(0)
-    return pnl, pct

@@ -99,7 +99,8 @@ class Machine:
         self._rest = BinanceRest(s.binance_rest_url)
         infos = await self._rest.exchange_symbols(s.quote_asset)
         self._rules = {
-            i.symbol: SymbolRules(i.tick_size, i.step_size, i.min_qty, i.min_notional) for i in infos
+            i.symbol: SymbolRules(i.tick_size, i.step_size, i.min_qty, i.min_notional, i.base_asset, i.quote_asset)
+            for i in infos
         }
         self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
         self.timers = Timers(close_grace_s=s.close_grace_s)
@@ -122,7 +123,8 @@ class Machine:
         self.execution = ExecutionService(
             user_id=self.user_id,
             repo=self._trading_repo,
-            executors={"paper": PaperExecutor(self.store.last_price, s.paper_fee_rate, s.quote_asset)},
+            executors={"paper": PaperExecutor(self.store.last_price, s.paper_fee_rate, self._symbol_assets,
+                                              s.paper_maker_fee_rate)},
             rules=self._rules.get,
             last_price=self.store.last_price,
             quote_asset=s.quote_asset,
@@ -303,6 +305,10 @@ class Machine:
         self._log.error("trader_error", trader_id=str(rt.config.id), error=reason)
 
     # ================================================================ positions
+    def _symbol_assets(self, symbol: str) -> tuple[str, str]:
+        rules = self._rules[symbol]
+        return rules.base_asset, rules.quote_asset
+
     async def _close_position(self, position: PositionRecord, reason: str) -> Any:
         return await self.execution.close(position, reason)
 

@@ -37,7 +37,8 @@ class MachineSettings(BaseSettings):
     kline_limit: int = Field(default=500, ge=50, le=1000)
     machine_id: str | None = Field(default=None, validation_alias="FLY_MACHINE_ID")
     paper_start_balance: Decimal = Field(default=Decimal("10000"), gt=0)
-    paper_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+    paper_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)  # taker commission rate
+    paper_maker_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
     quote_asset: str = "USDT"
     heartbeat_interval_s: float = Field(default=30.0, gt=0)
     monitor_interval_s: float = Field(default=1.0, gt=0)

@@ -2,6 +2,9 @@
 
 Every order is persisted as an intent with its deterministic client order id
 before it is sent; the fill is persisted before the position changes state.
+Paper positions are sized from the trader's equity (``machine.accounts.equity``:
+cash plus holdings at the last price, never a short's proceeds) and reserve
+their funds with the intent (``machine.accounts.open_reservation``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from machine.accounts import close_fill_changes, close_quantity, equity, open_fill_changes, open_reservation
 from machine.execution._errors import NoPrice, RiskDenied
+from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id
 from machine.money import quantity_for_notional, sl_tp_from_pct
-from machine.execution._orders import Executor, OrderRequest, client_order_id
-from machine.persistence import PositionRecord, TradingRepository
+from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
 from machine.traders import TraderConfig
 
 __all__ = ["ExecutionService", "SymbolRules"]
@@ -30,12 +34,14 @@ _HUNDRED = Decimal(100)
 
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
-    """Exchange trading rules of a symbol (Binance exchangeInfo filters)."""
+    """Exchange trading rules of a symbol (Binance exchangeInfo filters) and its assets."""
 
     tick_size: Decimal
     step_size: Decimal
     min_qty: Decimal
     min_notional: Decimal
+    base_asset: str = ""
+    quote_asset: str = ""
 
 
 class ExecutionService:
@@ -85,22 +91,26 @@ class ExecutionService:
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
     ) -> PositionRecord:
-        """Open a ``long``/``short`` position sized by ``risk.position_size_pct`` of the quote balance.
+        """Open a ``long``/``short`` position of ``risk.position_size_pct`` of the trader's equity.
 
         Stop-loss/take-profit come from the decision when given and on the right
         side of the price, otherwise from the trader's risk percentages.
 
         Raises:
-            RiskDenied: max positions reached, a live position on the symbol,
-                no balance, a size below the exchange minimums, or no executor for the mode.
-            NoPrice: no last price yet.
+            RiskDenied: max positions reached, a live position on the symbol, a
+                short in live mode, free quote below the reservation, a size below
+                the exchange minimums, or no executor for the mode.
+            NoPrice: no last price yet (for the symbol or an asset held).
         """
         executor = self._executors.get(trader.mode)
         if executor is None:
             raise RiskDenied(f"{trader.mode} execution is not available on this machine")
+        if side == "short" and trader.mode != "paper":
+            raise RiskDenied("live spot cannot short (paper shorts are 1x margin shorts)")
         rules = self._rules(symbol)
         if rules is None:
             raise RiskDenied(f"{symbol} is not a tradable symbol")
+        base, quote = self._assets(symbol, rules)
         price = self._last_price(symbol)
         if price is None:
             raise NoPrice(f"no last price for {symbol}")
@@ -109,8 +119,13 @@ class ExecutionService:
         async with self._locks.setdefault(trader.id, asyncio.Lock()):
             if await self._repo.count_live(trader.id) >= trader.risk.max_positions:
                 raise RiskDenied(f"max_positions ({trader.risk.max_positions}) reached")
-            balance = await self._repo.ensure_account(trader.id, self._user_id, self._start_balance, self._quote)
-            target = balance * trader.risk.position_size_pct / _HUNDRED
+            await self._repo.ensure_account(trader.id, self._user_id, self._start_balance, self._quote)
+            balances = await self._repo.balances(trader.id)
+            try:
+                value = equity(balances, self._quote, lambda asset: self._last_price(asset + self._quote))
+            except LookupError as exc:
+                raise NoPrice(str(exc)) from None
+            target = value * trader.risk.position_size_pct / _HUNDRED
             qty = quantity_for_notional(target, price, rules.step_size, rules.min_qty)
             if qty <= 0 or qty * price < rules.min_notional:
                 raise RiskDenied(f"position size below exchange minimum (target {target:.2f} {self._quote})")
@@ -126,7 +141,11 @@ class ExecutionService:
                     quantity=qty,
                     client_order_id=client_order_id(position_id, "open"),
                     position_id=position_id,
+                    reserve=open_reservation(price, qty),
+                    quote_asset=quote,
                 )
+            except InsufficientFunds as exc:
+                raise RiskDenied(str(exc)) from None
             except asyncpg.UniqueViolationError:
                 raise RiskDenied(f"a position on {symbol} is already open") from None
         try:
@@ -136,18 +155,26 @@ class ExecutionService:
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
             raise
         self.orders_sent += 1
+        reserved = open_reservation(price, qty)
+        changes, held, locked = open_fill_changes(side, base, quote, fill.price, fill.quantity, fill.fee, reserved)
         sl, tp = self._levels(trader, side, fill.price, rules, stop_loss, take_profit)
         position = await self._repo.record_open_fill(
             trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+            fee_quote=_fee_in_quote(fill, quote), held=held, locked=locked, changes=changes,
             stop_loss=sl, take_profit=tp, signal_id=signal_id, order_id=fill.order_id,
         )
         log.info("position_opened", trader_id=str(trader.id), symbol=symbol, side=side, price=str(fill.price),
-                 size=str(fill.quantity), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
+                 size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
         self._on_opened(position)
         return position
 
     async def close(self, position: PositionRecord, reason: str) -> tuple[Decimal, Decimal] | None:
-        """Close an open position at market; returns ``(pnl, pnl_percent)`` or None if already closing.
+        """Close an open position at market; returns ``(pnl, pnl_percent)``, or None when it is already closed.
+
+        A closing intent left ``pending`` by an earlier attempt (its order sent,
+        its booking failed) is resolved by asking the executor for its fill by
+        client order id: booked when it filled, cancelled when the executor never
+        saw it; only then is a new order (a new attempt id) sent.
 
         Raises:
             NoPrice: no last price yet (the intent is cancelled; the position stays open).
@@ -155,25 +182,52 @@ class ExecutionService:
         executor = self._executors.get(position.mode)
         if executor is None:
             raise RiskDenied(f"{position.mode} execution is not available on this machine")
-        trade = await self._repo.create_close_intent(
-            position, self._user_id, lambda attempt: client_order_id(position.id, "close", attempt)
-        )
+        rules = self._rules(position.symbol)
+        base, quote = self._assets(position.symbol, rules)
+        step = rules.step_size if rules is not None else Decimal(0)
+        quantity = close_quantity(position.side, position.size, executor.taker_rate, step)
+        coid = lambda attempt: client_order_id(position.id, "close", attempt)  # noqa: E731
+        trade = await self._repo.create_close_intent(position, self._user_id, coid, quantity)
         if trade is None:
-            return None
+            pending = await self._repo.pending_close(position.id)
+            if pending is None:
+                return None  # already closed
+            known = await executor.query(pending.client_order_id)
+            if known is not None:
+                return await self._book_close(position, pending, known, base, quote, reason)
+            await self._repo.cancel_trade(pending, "closing order unknown to the venue; not sent")
+            trade = await self._repo.create_close_intent(position, self._user_id, coid, quantity)
+            if trade is None:
+                return None
         try:
-            fill = await executor.submit(OrderRequest(trade.client_order_id, position.symbol, trade.side, position.size))
+            fill = await executor.submit(OrderRequest(trade.client_order_id, position.symbol, trade.side, trade.quantity))
         except Exception as exc:
             self.orders_failed += 1
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
             raise
         self.orders_sent += 1
+        return await self._book_close(position, trade, fill, base, quote, reason)
+
+    async def _book_close(
+        self, position: PositionRecord, trade: TradeRecord, fill: Fill, base: str, quote: str, reason: str
+    ) -> tuple[Decimal, Decimal]:
+        changes = close_fill_changes(position.side, base, quote, fill.price, fill.quantity, fill.fee, position.reserved)
         pnl = await self._repo.record_close_fill(
-            position, trade, price=fill.price, fee=fill.fee, fee_asset=fill.fee_asset, reason=reason, order_id=fill.order_id
+            position, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+            fee_quote=_fee_in_quote(fill, quote), changes=changes, reason=reason, order_id=fill.order_id,
         )
         log.info("position_closed", trader_id=str(position.trader_id), symbol=position.symbol, reason=reason,
                  price=str(fill.price), pnl=str(pnl[0]), client_order_id=trade.client_order_id)
         self._on_closed(position, reason)
         return pnl
+
+    def _assets(self, symbol: str, rules: SymbolRules | None) -> tuple[str, str]:
+        """``(base, quote)`` of ``symbol``: from the exchange rules, else the symbol minus the quote suffix."""
+        if rules is not None and rules.base_asset and rules.quote_asset:
+            return rules.base_asset, rules.quote_asset
+        if symbol.endswith(self._quote):
+            return symbol[: -len(self._quote)], self._quote
+        raise RiskDenied(f"{symbol} is not a {self._quote} symbol")
 
     @staticmethod
     def _levels(
@@ -187,3 +241,10 @@ class ExecutionService:
             sl = sl if sl is not None and sl > entry else default_sl
             tp = tp if tp is not None and 0 < tp < entry else default_tp
         return sl, tp
+
+
+def _fee_in_quote(fill: Fill, quote: str) -> Decimal:
+    """The fill's commission valued in the quote asset (a base-asset commission at the fill's price), 8 dp."""
+    if fill.fee_asset == quote:
+        return fill.fee
+    return (fill.fee * fill.price).quantize(Decimal("0.00000001"))

@@ -9,11 +9,12 @@ from machine.persistence._db import SUPPORTED_SCHEMA_VERSIONS, SchemaMismatch, c
 from machine.persistence._machines import MachineRepository
 from machine.persistence._signals import SignalRecord, SignalRepository
 from machine.persistence._traders import TraderRepository
-from machine.persistence._trading import PositionRecord, TradeRecord, TradingRepository
+from machine.persistence._trading import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
 
 __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "AnalysisRepository",
+    "InsufficientFunds",
     "MachineRepository",
     "PositionRecord",
     "SchemaMismatch",

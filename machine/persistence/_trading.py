@@ -1,10 +1,12 @@
-"""Positions, trades (order intents and fills) and paper accounts.
+"""Positions, trades (order intents and fills) and paper accounts (per-asset balances).
 
 Order of writes (persist before acting):
 
 1. :meth:`TradingRepository.create_open_intent` inserts the position
    (``pending``) and its opening trade (``pending``, deterministic client order
-   id) in one transaction, before the order is sent.
+   id) and, for paper, reserves the quote asset (free -> locked; refused with
+   :class:`InsufficientFunds` when free does not cover it), in one transaction,
+   before the order is sent.
 2. :meth:`TradingRepository.record_open_fill` marks the trade ``filled``, opens
    the position, books the fill on the paper account and moves the signal to
    ``position_open``, in one transaction.
@@ -23,9 +25,23 @@ from uuid import UUID
 
 import asyncpg
 
-from machine.money import balance_delta, position_pnl
+from machine.accounts import BalanceChange, realised_pnl
 
-__all__ = ["PositionRecord", "TradeRecord", "TradingRepository"]
+__all__ = ["InsufficientFunds", "PositionRecord", "TradeRecord", "TradingRepository"]
+
+
+class InsufficientFunds(Exception):
+    """The paper account's free quote balance does not cover an open's reservation (nothing was written).
+
+    Attributes:
+        needed: the reservation, in the quote asset.
+        free: the free quote balance at the time.
+    """
+
+    def __init__(self, needed: Decimal, free: Decimal) -> None:
+        super().__init__(f"insufficient buying power: {needed:f} needed, {free:f} free")
+        self.needed = needed
+        self.free = free
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +58,16 @@ class PositionRecord:
     stop_loss: Decimal | None
     take_profit: Decimal | None
     fees: Decimal
+    reserved: Decimal = Decimal(0)
+    paper_only: bool = False
 
     @classmethod
     def from_row(cls, r: asyncpg.Record) -> "PositionRecord":
+        """``size``: base asset held (long) or owed (short); ``fees``: quote-asset equivalent of the
+        commissions; ``reserved``: quote locked for the position."""
         return cls(
             r["id"], r["signal_id"], r["trader_id"], r["mode"], r["symbol"], r["side"], r["status"],
-            r["entry_price"], r["size"], r["stop_loss"], r["take_profit"], r["fees"],
+            r["entry_price"], r["size"], r["stop_loss"], r["take_profit"], r["fees"], r["reserved"], r["paper_only"],
         )
 
 
@@ -70,20 +90,30 @@ class TradingRepository:
         self._pool = pool
 
     # ------------------------------------------------------------ accounts
-    async def ensure_account(self, trader_id: UUID, user_id: UUID, start_balance: Decimal, quote_asset: str) -> Decimal:
-        """Create the trader's paper account if missing; return its quote balance."""
-        await self._pool.execute(
-            "INSERT INTO paper_accounts (trader_id, user_id, quote_asset, start_balance, balance) "
-            "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (trader_id) DO NOTHING",
-            trader_id,
-            user_id,
-            quote_asset,
-            start_balance,
-        )
-        return await self._pool.fetchval("SELECT balance FROM paper_accounts WHERE trader_id = $1", trader_id)
+    async def ensure_account(self, trader_id: UUID, user_id: UUID, start_balance: Decimal, quote_asset: str) -> None:
+        """Create the trader's paper account (``start_balance`` of free ``quote_asset``) if missing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                "INSERT INTO paper_accounts (trader_id, user_id, quote_asset, start_balance) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (trader_id) DO NOTHING RETURNING trader_id",
+                trader_id, user_id, quote_asset, start_balance,
+            )
+            if created is not None:
+                await conn.execute(
+                    "INSERT INTO paper_balances (trader_id, asset, free) VALUES ($1, $2, $3)",
+                    trader_id, quote_asset, start_balance,
+                )
 
-    async def balance(self, trader_id: UUID) -> Decimal | None:
-        return await self._pool.fetchval("SELECT balance FROM paper_accounts WHERE trader_id = $1", trader_id)
+    async def balances(self, trader_id: UUID) -> dict[str, tuple[Decimal, Decimal]]:
+        """The paper account's balances: asset -> ``(free, locked)`` (free < 0: borrowed by a short)."""
+        rows = await self._pool.fetch(
+            "SELECT asset, free, locked FROM paper_balances WHERE trader_id = $1 ORDER BY asset", trader_id
+        )
+        return {r["asset"]: (r["free"], r["locked"]) for r in rows}
+
+    async def account(self, trader_id: UUID) -> asyncpg.Record | None:
+        """The ``paper_accounts`` row (``quote_asset``, ``start_balance``)."""
+        return await self._pool.fetchrow("SELECT * FROM paper_accounts WHERE trader_id = $1", trader_id)
 
     # ------------------------------------------------------------ opening
     async def create_open_intent(
@@ -98,19 +128,38 @@ class TradingRepository:
         quantity: Decimal,
         client_order_id: str,
         position_id: UUID,
+        reserve: Decimal = Decimal(0),
+        quote_asset: str = "USDT",
     ) -> TradeRecord:
-        """Insert the pending position and its pending opening trade (one transaction).
+        """Insert the pending position and its pending opening trade, reserving funds (one transaction).
+
+        Args:
+            reserve: quote asset moved from free to locked on the paper account
+                (``machine.accounts.open_reservation``); kept on the position as ``reserved``.
 
         Raises:
+            InsufficientFunds: free quote below ``reserve`` (nothing is written).
             asyncpg.UniqueViolationError: the trader already has a live position on
                 ``symbol`` or the client order id exists (nothing is written).
         """
         order_side = "BUY" if side == "long" else "SELL"
         async with self._pool.acquire() as conn, conn.transaction():
+            if mode == "paper" and reserve > 0:
+                taken = await conn.fetchval(
+                    "UPDATE paper_balances SET free = free - $3, locked = locked + $3, updated_at = NOW() "
+                    "WHERE trader_id = $1 AND asset = $2 AND free >= $3 RETURNING free",
+                    trader_id, quote_asset, reserve,
+                )
+                if taken is None:
+                    free = await conn.fetchval(
+                        "SELECT free FROM paper_balances WHERE trader_id = $1 AND asset = $2", trader_id, quote_asset
+                    )
+                    raise InsufficientFunds(reserve, free or Decimal(0))
             await conn.execute(
-                "INSERT INTO positions (id, signal_id, trader_id, user_id, mode, symbol, side, status, size) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+                "INSERT INTO positions (id, signal_id, trader_id, user_id, mode, symbol, side, status, size, reserved, "
+                "paper_only) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
                 position_id, signal_id, trader_id, user_id, mode, symbol, side, quantity,
+                reserve if mode == "paper" else Decimal(0), side == "short",
             )
             trade_id = await conn.fetchval(
                 "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, quantity, status) "
@@ -127,12 +176,23 @@ class TradingRepository:
         quantity: Decimal,
         fee: Decimal,
         fee_asset: str,
+        fee_quote: Decimal,
+        held: Decimal,
+        locked: Decimal,
+        changes: list[BalanceChange],
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
         signal_id: UUID,
         order_id: int | None = None,
     ) -> PositionRecord:
-        """Book the opening fill: trade filled, position open, balance, signal ``position_open``."""
+        """Book the opening fill: trade filled, position open, balances, signal ``position_open``.
+
+        Args:
+            price, quantity, fee, fee_asset: the fill as executed (commission in ``fee_asset``).
+            fee_quote: the commission's value in the quote asset (for the position's ``fees``).
+            held, locked, changes: from ``machine.accounts.open_fill_changes`` (size held or
+                owed, quote the position keeps locked, balance changes; applied for paper only).
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
@@ -141,11 +201,12 @@ class TradingRepository:
             )
             row = await conn.fetchrow(
                 "UPDATE positions SET status = 'open', entry_price = $2, size = $3, fees = fees + $4, stop_loss = $5, "
-                "take_profit = $6, opened_at = NOW() WHERE id = $1 RETURNING *",
-                trade.position_id, price, quantity, fee, stop_loss, take_profit,
+                "take_profit = $6, reserved = $7, opened_at = NOW() WHERE id = $1 RETURNING *",
+                trade.position_id, price, held, fee_quote, stop_loss, take_profit,
+                locked if trade.type == "paper" else Decimal(0),
             )
             if trade.type == "paper":
-                await self._book(conn, trade.trader_id, balance_delta(trade.side, price, quantity, fee))
+                await self._apply(conn, trade.trader_id, changes)
             await conn.execute(
                 "UPDATE signals SET status = 'position_open', current_price = $2, updated_at = NOW() WHERE id = $1",
                 signal_id, price,
@@ -154,13 +215,17 @@ class TradingRepository:
 
     # ------------------------------------------------------------ closing
     async def create_close_intent(
-        self, position: PositionRecord, user_id: UUID, client_order_id: Callable[[int], str]
+        self, position: PositionRecord, user_id: UUID, client_order_id: Callable[[int], str],
+        quantity: Decimal | None = None,
     ) -> TradeRecord | None:
         """Insert the pending closing trade; None when one is already pending or filled.
 
         ``client_order_id(attempt)`` gives the order's id, where ``attempt`` is 1 plus
         the number of earlier (cancelled) closing intents of the position.
+        ``quantity``: the closing order's size (``machine.accounts.close_quantity``;
+        default the position's size).
         """
+        quantity = position.size if quantity is None else quantity
         order_side = "SELL" if position.side == "long" else "BUY"
         async with self._pool.acquire() as conn, conn.transaction():
             attempts = await conn.fetchval(
@@ -170,14 +235,21 @@ class TradingRepository:
             trade_id = await conn.fetchval(
                 "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, quantity, status) "
                 "VALUES ($1, $2, $3, $4, 'close', $5, $6, $7, $8, 'pending') ON CONFLICT DO NOTHING RETURNING id",
-                position.id, position.trader_id, user_id, position.mode, order_side, position.symbol, coid, position.size,
+                position.id, position.trader_id, user_id, position.mode, order_side, position.symbol, coid, quantity,
             )
         if trade_id is None:
             return None
         return TradeRecord(
             trade_id, position.id, position.trader_id, "close", order_side, position.symbol, coid,
-            position.size, "pending", position.mode,
+            quantity, "pending", position.mode,
         )
+
+    async def pending_close(self, position_id: UUID) -> TradeRecord | None:
+        """The position's closing intent that is still ``pending`` (sent or not, never booked), if any."""
+        r = await self._pool.fetchrow(
+            "SELECT * FROM trades WHERE position_id = $1 AND purpose = 'close' AND status = 'pending'", position_id
+        )
+        return _trade(r) if r else None
 
     async def record_close_fill(
         self,
@@ -185,28 +257,38 @@ class TradingRepository:
         trade: TradeRecord,
         *,
         price: Decimal,
+        quantity: Decimal,
         fee: Decimal,
         fee_asset: str,
+        fee_quote: Decimal,
+        changes: list[BalanceChange],
         reason: str,
         order_id: int | None = None,
     ) -> tuple[Decimal, Decimal]:
-        """Book the closing fill, close the position and its signal; returns ``(pnl, pnl_percent)``."""
+        """Book the closing fill, close the position and its signal; returns ``(pnl, pnl_percent)``.
+
+        PnL is ``machine.accounts.realised_pnl`` of the opening and closing fills
+        (quote asset). ``changes``: ``machine.accounts.close_fill_changes`` (paper only).
+        """
         assert position.entry_price is not None
-        fees_total = position.fees + fee
-        pnl, pnl_pct = position_pnl(position.side, position.entry_price, price, position.size, fees_total)
         async with self._pool.acquire() as conn, conn.transaction():
+            entry = await conn.fetchrow(
+                "SELECT price, quantity, fee FROM trades WHERE position_id = $1 AND purpose = 'open' AND status = 'filled'",
+                position.id,
+            )
+            pnl, pnl_pct = realised_pnl(position.side, entry["price"], entry["quantity"], entry["fee"], price, quantity, fee)
             await conn.execute(
-                "UPDATE trades SET status = 'filled', price = $2, fee = $3, fee_asset = $4, binance_order_id = $5, "
-                "executed_at = NOW() WHERE id = $1 AND status = 'pending'",
-                trade.id, price, fee, fee_asset, order_id,
+                "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
+                "binance_order_id = $6, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+                trade.id, price, quantity, fee, fee_asset, order_id,
             )
             await conn.execute(
-                "UPDATE positions SET status = 'closed', exit_price = $2, fees = $3, pnl = $4, pnl_percent = $5, "
-                "closed_at = NOW(), close_reason = $6 WHERE id = $1",
-                position.id, price, fees_total, pnl, pnl_pct, reason,
+                "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $3, pnl = $4, pnl_percent = $5, "
+                "reserved = 0, closed_at = NOW(), close_reason = $6 WHERE id = $1",
+                position.id, price, fee_quote, pnl, pnl_pct, reason,
             )
             if trade.type == "paper":
-                await self._book(conn, trade.trader_id, balance_delta(trade.side, price, position.size, fee))
+                await self._apply(conn, trade.trader_id, changes)
             await conn.execute(
                 "UPDATE signals SET status = 'closed', close_reason = $2, current_price = $3, closed_at = NOW(), "
                 "updated_at = NOW() WHERE id = $1",
@@ -231,11 +313,7 @@ class TradingRepository:
         rows = await self._pool.fetch(
             "SELECT * FROM trades WHERE user_id = $1 AND status = 'pending' ORDER BY created_at", user_id
         )
-        return [
-            TradeRecord(r["id"], r["position_id"], r["trader_id"], r["purpose"], r["side"], r["symbol"],
-                        r["client_order_id"], r["quantity"], r["status"], r["type"])
-            for r in rows
-        ]
+        return [_trade(r) for r in rows]
 
     async def cancel_trade(self, trade: TradeRecord, message: str) -> None:
         """Mark an intent that was never sent as cancelled; an unopened position is cancelled with it."""
@@ -245,11 +323,19 @@ class TradingRepository:
                 trade.id, message,
             )
             if trade.purpose == "open":
-                signal_id = await conn.fetchval(
-                    "UPDATE positions SET status = 'cancelled', closed_at = NOW(), close_reason = $2 "
-                    "WHERE id = $1 AND status = 'pending' RETURNING signal_id",
-                    trade.position_id, message,
+                row = await conn.fetchrow(
+                    "SELECT signal_id, reserved FROM positions WHERE id = $1 AND status = 'pending' FOR UPDATE",
+                    trade.position_id,
                 )
+                if row is not None:
+                    await conn.execute(
+                        "UPDATE positions SET status = 'cancelled', closed_at = NOW(), close_reason = $2, reserved = 0 "
+                        "WHERE id = $1", trade.position_id, message,
+                    )
+                signal_id = row["signal_id"] if row else None
+                if row is not None and trade.type == "paper" and row["reserved"] > 0:
+                    quote = await conn.fetchval("SELECT quote_asset FROM paper_accounts WHERE trader_id = $1", trade.trader_id)
+                    await self._apply(conn, trade.trader_id, [BalanceChange(quote, row["reserved"], -row["reserved"])])
                 if signal_id is not None:
                     await conn.execute(
                         "UPDATE signals SET status = 'closed', close_reason = 'order_cancelled', closed_at = NOW(), "
@@ -270,7 +356,21 @@ class TradingRepository:
         return PositionRecord.from_row(row) if row else None
 
     @staticmethod
-    async def _book(conn: asyncpg.Connection, trader_id: UUID, delta: Decimal) -> None:
-        await conn.execute(
-            "UPDATE paper_accounts SET balance = balance + $2, updated_at = NOW() WHERE trader_id = $1", trader_id, delta
-        )
+    async def _apply(conn: asyncpg.Connection, trader_id: UUID, changes: list[BalanceChange]) -> None:
+        """Add each change to the asset's free and locked balance (the row is created on first use)."""
+        for change in changes:
+            updated = await conn.fetchval(
+                "UPDATE paper_balances SET free = free + $3, locked = locked + $4, updated_at = NOW() "
+                "WHERE trader_id = $1 AND asset = $2 RETURNING 1",
+                trader_id, change.asset, change.free, change.locked,
+            )
+            if updated is None:
+                await conn.execute(
+                    "INSERT INTO paper_balances (trader_id, asset, free, locked) VALUES ($1, $2, $3, $4)",
+                    trader_id, change.asset, change.free, change.locked,
+                )
+
+
+def _trade(r: asyncpg.Record) -> TradeRecord:
+    return TradeRecord(r["id"], r["position_id"], r["trader_id"], r["purpose"], r["side"], r["symbol"],
+                       r["client_order_id"], r["quantity"], r["status"], r["type"])  # fmt: skip

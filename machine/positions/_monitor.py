@@ -104,9 +104,9 @@ class PositionMonitor:
                 continue
             self._closing.add(position.id)
             try:
-                await self._close(position, reason)
-                closed += 1
-                self.exits += 1
+                if await self._close(position, reason) is not None:  # None: already closed, not an exit of ours
+                    closed += 1
+                    self.exits += 1
             except Exception as exc:  # the position stays monitored; next check retries
                 log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
                           reason=reason, error=str(exc))

@@ -4,15 +4,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine.money import (
-    balance_delta,
-    fee,
-    notional,
-    position_pnl,
-    quantity_for_notional,
-    round_to_tick,
-    sl_tp_from_pct,
+from machine.accounts import (
+    close_fill_changes,
+    close_quantity,
+    commission,
+    commission_asset,
+    equity,
+    open_fill_changes,
+    open_reservation,
+    realised_pnl,
 )
+from machine.money import fee, notional, quantity_for_notional, round_to_tick, sl_tp_from_pct
 
 
 def test_fee_is_rate_of_notional_quantized():
@@ -20,11 +22,12 @@ def test_fee_is_rate_of_notional_quantized():
     assert fee(D("56637.56"), D("0.01765"), D("0.001")) == D("0.99965293")
 
 
-def test_balance_delta_signs():
-    assert balance_delta("BUY", D("10"), D("2"), D("0.02")) == D("-20.02")
-    assert balance_delta("SELL", D("10"), D("2"), D("0.02")) == D("19.98")
+def test_commission_is_charged_in_the_asset_received():
+    assert commission("BUY", D("50000"), D("0.02"), D("0.001")) == D("0.00002")  # base
+    assert commission("SELL", D("50000"), D("0.02"), D("0.001")) == D("1.00000000")  # quote
+    assert commission_asset("BUY", "BTC", "USDT") == "BTC" and commission_asset("SELL", "BTC", "USDT") == "USDT"
     with pytest.raises(ValueError):
-        balance_delta("HOLD", D("1"), D("1"), D("0"))
+        commission("HOLD", D("1"), D("1"), D("0"))
 
 
 def test_quantity_rounds_down_to_step_and_respects_min_qty():
@@ -41,16 +44,43 @@ def test_levels_long_and_short_on_tick():
     assert round_to_tick(D("1.23456"), D("0.05")) == D("1.25")
 
 
+def test_equity_values_every_asset_and_counts_a_debt():
+    balances = {"USDT": (D("5000"), D("9995")), "BTC": (D("-0.1"), D(0)), "DOGE": (D(0), D(0))}
+    assert equity(balances, "USDT", {"BTC": D("50000")}.get) == D("9995")
+    with pytest.raises(LookupError, match="BTC"):
+        equity(balances, "USDT", lambda asset: None)
+
+
 @given(
     entry=st.decimals(min_value=D("0.0001"), max_value=D("100000"), places=4),
     exit_=st.decimals(min_value=D("0.0001"), max_value=D("100000"), places=4),
     size=st.decimals(min_value=D("0.001"), max_value=D("1000"), places=3),
+    step=st.sampled_from([D("0.001"), D("0.01"), D("1")]),
     side=st.sampled_from(["long", "short"]),
 )
-def test_pnl_equals_sum_of_balance_deltas(entry, exit_, size, side):
+def test_books_follow_the_fills_and_pnl_is_the_quote_flow(entry, exit_, size, step, side):
+    """Every asset's total = start + bought - sold - commissions in it; nothing stays locked;
+    the realised PnL is the quote flow of the two fills; a short's debt is repaid."""
     rate = D("0.001")
-    f_open, f_close = fee(entry, size, rate), fee(exit_, size, rate)
+    size = max(step, (size / step).to_integral_value() * step)
     open_side, close_side = ("BUY", "SELL") if side == "long" else ("SELL", "BUY")
-    deltas = balance_delta(open_side, entry, size, f_open) + balance_delta(close_side, exit_, size, f_close)
-    pnl, _ = position_pnl(side, entry, exit_, size, f_open + f_close)
-    assert pnl == deltas
+    reserved = open_reservation(entry, size)
+    f_open = commission(open_side, entry, size, rate)
+    changes, held, locked = open_fill_changes(side, "B", "Q", entry, size, f_open, reserved)
+    books = {"Q": [D(10**9) - reserved, reserved], "B": [D(0), D(0)]}
+    for c in changes:
+        books[c.asset][0] += c.free
+        books[c.asset][1] += c.locked
+    qty = close_quantity(side, held, rate, step)
+    f_close = commission(close_side, exit_, qty, rate)
+    for c in close_fill_changes(side, "B", "Q", exit_, qty, f_close, locked):
+        books[c.asset][0] += c.free
+        books[c.asset][1] += c.locked
+    assert books["Q"][1] == 0 and books["B"][1] == 0
+    fills = [(open_side, entry, size, f_open), (close_side, exit_, qty, f_close)]
+    base = sum((q if s == "BUY" else -q) - (f if s == "BUY" else 0) for s, _, q, f in fills)
+    quote = sum((-notional(p, q) if s == "BUY" else notional(p, q)) - (f if s == "SELL" else 0) for s, p, q, f in fills)
+    assert books["B"][0] == base and books["Q"][0] == D(10**9) + quote
+    assert D(0) <= books["B"][0] < step + size * rate  # only dust is left (a short is repaid)
+    pnl, _ = realised_pnl(side, entry, size, f_open, exit_, qty, f_close)
+    assert pnl == quote

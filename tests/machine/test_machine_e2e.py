@@ -43,24 +43,35 @@ async def assert_consistent(pool, user_id) -> None:
     # a position with a signal is reflected in the signal's state
     assert await count(pool, "SELECT count(*) FROM positions p JOIN signals s ON s.id = p.signal_id "
                              "WHERE p.status = 'open' AND s.status <> 'position_open'") == 0
-    rows = await pool.fetch(
-        "SELECT a.trader_id, a.start_balance, a.balance, "
-        "COALESCE(sum(CASE WHEN t.side = 'SELL' THEN t.price * t.quantity ELSE -t.price * t.quantity END), 0) AS flow, "
-        "COALESCE(sum(t.fee), 0) AS fees, count(t.id) AS n "
-        "FROM paper_accounts a LEFT JOIN trades t ON t.trader_id = a.trader_id AND t.status = 'filled' "
-        "WHERE a.user_id = $1 GROUP BY a.trader_id, a.start_balance, a.balance",
-        user_id,
-    )
-    assert rows, "no paper accounts"
-    for r in rows:
-        expected = r["start_balance"] + r["flow"] - r["fees"]
-        assert abs(r["balance"] - expected) < Decimal("0.01"), (r["trader_id"], r["balance"], expected)
-    # closed positions: pnl equals the booked cash flow of the position
+    # every asset's total = start + bought - sold - commissions paid in it, from the filled trades alone
+    accounts = await pool.fetch("SELECT trader_id, quote_asset, start_balance FROM paper_accounts WHERE user_id = $1",
+                                user_id)
+    assert accounts, "no paper accounts"
+    for account in accounts:
+        expected: dict[str, Decimal] = {account["quote_asset"]: account["start_balance"]}
+        for t in await pool.fetch("SELECT symbol, side, price, quantity, fee, fee_asset FROM trades "
+                                  "WHERE trader_id = $1 AND status = 'filled'", account["trader_id"]):
+            quote = account["quote_asset"]
+            base = t["symbol"][: -len(quote)]
+            sign = 1 if t["side"] == "BUY" else -1
+            expected[base] = expected.get(base, Decimal(0)) + sign * t["quantity"]
+            expected[quote] = expected.get(quote, Decimal(0)) - sign * (t["price"] * t["quantity"]).quantize(Decimal("1e-8"))
+            expected[t["fee_asset"]] = expected.get(t["fee_asset"], Decimal(0)) - t["fee"]
+        booked = {r["asset"]: r["free"] + r["locked"] for r in await pool.fetch(
+            "SELECT asset, free, locked FROM paper_balances WHERE trader_id = $1", account["trader_id"])}
+        assert {a: v for a, v in booked.items() if v} == {a: v for a, v in expected.items() if v}, account["trader_id"]
+        # what is locked is exactly what the live positions reserve
+        locked = await pool.fetchval("SELECT COALESCE(sum(locked), 0) FROM paper_balances WHERE trader_id = $1",
+                                     account["trader_id"])
+        reserved = await pool.fetchval("SELECT COALESCE(sum(reserved), 0) FROM positions WHERE trader_id = $1 "
+                                       "AND status IN ('pending', 'open')", account["trader_id"])
+        assert locked == reserved
+    # closed positions: pnl equals the quote flow of the position's fills
     bad = await pool.fetch(
-        "SELECT p.id, p.pnl, sum(CASE WHEN t.side = 'SELL' THEN t.price * t.quantity ELSE -t.price * t.quantity END) "
-        "- sum(t.fee) AS flow FROM positions p JOIN trades t ON t.position_id = p.id AND t.status = 'filled' "
-        "WHERE p.status = 'closed' GROUP BY p.id, p.pnl HAVING abs(p.pnl - (sum(CASE WHEN t.side = 'SELL' THEN "
-        "t.price * t.quantity ELSE -t.price * t.quantity END) - sum(t.fee))) >= 0.01"
+        "SELECT p.id FROM positions p JOIN trades t ON t.position_id = p.id AND t.status = 'filled' "
+        "WHERE p.status = 'closed' GROUP BY p.id, p.pnl HAVING p.pnl <> sum(CASE WHEN t.side = 'SELL' "
+        "THEN round(t.price * t.quantity, 8) ELSE -round(t.price * t.quantity, 8) END) "
+        "- sum(CASE WHEN t.side = 'SELL' THEN t.fee ELSE 0 END)"
     )
     assert not bad, bad
 
