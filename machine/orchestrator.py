@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from machine.analysis import AnalysisClient
-from machine.execution import ExecutionService, PaperExecutor, SymbolRules
+from machine.execution import ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.http import MetricsSnapshot, create_app
 from machine.market import BinanceRest, MarketFeed
 from machine.persistence import (
@@ -99,7 +100,11 @@ class Machine:
         self._rest = BinanceRest(s.binance_rest_url)
         infos = await self._rest.exchange_symbols(s.quote_asset)
         self._rules = {
-            i.symbol: SymbolRules(i.tick_size, i.step_size, i.min_qty, i.min_notional, i.base_asset, i.quote_asset)
+            i.symbol: SymbolRules(
+                i.tick_size, i.step_size, i.min_qty, i.min_notional, i.base_asset, i.quote_asset, i.min_price,
+                i.max_price, i.max_qty, i.market_min_qty, i.market_max_qty, i.market_step_size, i.max_notional,
+                i.apply_min_to_market, i.apply_max_to_market, i.avg_price_mins, i.percent_price_by_side,
+            )
             for i in infos
         }
         self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
@@ -120,17 +125,22 @@ class Machine:
             max_attempts=s.analysis_attempts,
         )
         self.monitor = PositionMonitor(self.store.last_price, self._close_position, s.monitor_interval_s)
+        self.store.add_price_listener(self.monitor.on_price)
+        self._paper = PaperExecutor(
+            self.store.last_price, s.paper_fee_rate, self._rules.__getitem__, s.paper_maker_fee_rate,
+            slippage_bps=s.paper_slippage_bps, price_age_s=self.store.price_age_s, price_max_age_s=s.price_max_age_s,
+        )
         self.execution = ExecutionService(
             user_id=self.user_id,
             repo=self._trading_repo,
-            executors={"paper": PaperExecutor(self.store.last_price, s.paper_fee_rate, self._symbol_assets,
-                                              s.paper_maker_fee_rate)},
+            executors={"paper": self._paper},
             rules=self._rules.get,
             last_price=self.store.last_price,
             quote_asset=s.quote_asset,
             start_balance=s.paper_start_balance,
             on_opened=self.monitor.track,
             on_closed=self._on_position_closed,
+            avg_price=self._avg_price,
         )
         self.pipeline = SignalPipeline(
             user_id=self.user_id,
@@ -305,12 +315,19 @@ class Machine:
         self._log.error("trader_error", trader_id=str(rt.config.id), error=reason)
 
     # ================================================================ positions
-    def _symbol_assets(self, symbol: str) -> tuple[str, str]:
-        rules = self._rules[symbol]
-        return rules.base_asset, rules.quote_asset
+    def _avg_price(self, symbol: str) -> Decimal | None:
+        """Volume-weighted price of the newest ``avgPriceMins`` 1m candles (Binance ``avgPrice``), else None."""
+        rules = self._rules.get(symbol)
+        if rules is None or "1m" not in self.store.intervals:
+            return None
+        window = self.store.klines(symbol, "1m")[:, -rules.avg_price_mins:]  # (11, n): columns are candles
+        volume = float(window[5].sum()) if window.shape[1] else 0.0
+        if volume <= 0:
+            return None
+        return Decimal(repr(float(window[7].sum()) / volume))
 
-    async def _close_position(self, position: PositionRecord, reason: str) -> Any:
-        return await self.execution.close(position, reason)
+    async def _close_position(self, position: PositionRecord, reason: str, trigger: Trigger | None = None) -> Any:
+        return await self.execution.close(position, reason, trigger)
 
     def _on_position_closed(self, position: PositionRecord, reason: str) -> None:
         self.monitor.forget(position.id)
@@ -372,7 +389,13 @@ class Machine:
             "websocketConnected": connected,
             "newestKlineAgeMs": age,
             "sandbox": dict(self.sandbox.health()),
+            "stalePrices": self._stale_symbols(),
         }
+
+    def _stale_symbols(self) -> list[str]:
+        """Traded symbols whose last price is older than ``PRICE_MAX_AGE_S`` (no fill uses it)."""
+        traded = {s for lt in self._traders.values() for s, _ in lt.runtime.symbols}
+        return sorted(s for s in traded if self._paper.is_stale(s))
 
     def metrics(self) -> MetricsSnapshot:
         checked = triggered = 0
@@ -408,6 +431,7 @@ class Machine:
                 "orders_sent_total": self.execution.orders_sent,
                 "orders_failed_total": self.execution.orders_failed,
                 "position_exits_total": self.monitor.exits,
+                "stale_price_waits_total": self._paper.stale_waits,
                 "heartbeats_total": self.heartbeats,
                 "stream_messages_total": float(feed.get("messages", 0)),
                 "stream_malformed_total": float(feed.get("malformed", 0)),

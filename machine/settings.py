@@ -39,6 +39,8 @@ class MachineSettings(BaseSettings):
     paper_start_balance: Decimal = Field(default=Decimal("10000"), gt=0)
     paper_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)  # taker commission rate
     paper_maker_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+    paper_slippage_bps: Decimal = Field(default=Decimal("2"), ge=0, le=1000)  # market orders, against the taker
+    price_max_age_s: float = Field(default=10.0, gt=0, le=3600)  # no fill on an older price
     quote_asset: str = "USDT"
     heartbeat_interval_s: float = Field(default=30.0, gt=0)
     monitor_interval_s: float = Field(default=1.0, gt=0)

@@ -1,9 +1,10 @@
-"""Execution: risk gate, order intents, paper fills (live comes later)."""
+"""Execution: exchange rules, risk gate, order intents, paper fills (live comes later)."""
 
-from machine.execution._errors import ExecutionError, NoPrice, RiskDenied
-from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id
+from machine.execution._errors import ExecutionError, NoPrice, RiskDenied, StalePrice
+from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
 from machine.execution._paper import PaperExecutor
-from machine.execution._service import ExecutionService, SymbolRules
+from machine.execution._rules import SymbolRules
+from machine.execution._service import ExecutionService
 
 __all__ = [
     "ExecutionError",
@@ -14,6 +15,8 @@ __all__ = [
     "OrderRequest",
     "PaperExecutor",
     "RiskDenied",
+    "StalePrice",
     "SymbolRules",
+    "Trigger",
     "client_order_id",
 ]

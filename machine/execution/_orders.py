@@ -7,17 +7,38 @@ from decimal import Decimal
 from typing import Protocol
 from uuid import UUID
 
-__all__ = ["Executor", "Fill", "OrderRequest", "client_order_id"]
+__all__ = ["Executor", "Fill", "OrderRequest", "Trigger", "client_order_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """What made an exit order fire: its level and the prices of the update that crossed it (quote asset).
+
+    ``kind``: ``stop_loss`` or ``take_profit``; ``low``/``high``: the span of
+    prices the update reached; ``last``: its last price.
+    """
+
+    kind: str
+    level: Decimal
+    low: Decimal
+    high: Decimal
+    last: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A market order. ``quantity`` in the base asset; ``side`` BUY or SELL."""
+    """An order. ``quantity`` in the base asset; ``side`` BUY or SELL.
+
+    ``trigger`` None: a MARKET order. Otherwise the exit it carries out: a
+    take-profit (a resting limit order: maker) or a stop-loss (taker), priced by
+    ``machine.execution._fill_rules``.
+    """
 
     client_order_id: str
     symbol: str
     side: str
     quantity: Decimal
+    trigger: Trigger | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
@@ -21,27 +20,17 @@ import structlog
 
 from machine.accounts import close_fill_changes, close_quantity, equity, open_fill_changes, open_reservation
 from machine.execution._errors import NoPrice, RiskDenied
-from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id
+from machine.execution._fill_rules import market_fill_price
+from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
+from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
 from machine.money import quantity_for_notional, sl_tp_from_pct
 from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
 from machine.traders import TraderConfig
 
-__all__ = ["ExecutionService", "SymbolRules"]
+__all__ = ["ExecutionService"]
 
 log = structlog.get_logger(__name__)
 _HUNDRED = Decimal(100)
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolRules:
-    """Exchange trading rules of a symbol (Binance exchangeInfo filters) and its assets."""
-
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    min_notional: Decimal
-    base_asset: str = ""
-    quote_asset: str = ""
 
 
 class ExecutionService:
@@ -53,6 +42,9 @@ class ExecutionService:
         rules: symbol -> trading rules.
         last_price: latest price of a symbol in the quote asset.
         on_opened / on_closed: callbacks for the position monitor.
+        avg_price: a symbol's average price over its NOTIONAL ``avgPriceMins``
+            (Binance ``GET /api/v3/avgPrice``), for the notional and percent-price
+            checks; default the last price.
     """
 
     def __init__(
@@ -67,6 +59,7 @@ class ExecutionService:
         start_balance: Decimal,
         on_opened: Callable[[PositionRecord], None],
         on_closed: Callable[[PositionRecord, str], None],
+        avg_price: Callable[[str], Decimal | None] | None = None,
     ) -> None:
         self._user_id = user_id
         self._repo = repo
@@ -77,6 +70,7 @@ class ExecutionService:
         self._start_balance = start_balance
         self._on_opened = on_opened
         self._on_closed = on_closed
+        self._avg_price = avg_price or last_price
         self._locks: dict[UUID, asyncio.Lock] = {}
         self.orders_sent = 0
         self.orders_failed = 0
@@ -127,8 +121,15 @@ class ExecutionService:
                 raise NoPrice(str(exc)) from None
             target = value * trader.risk.position_size_pct / _HUNDRED
             qty = quantity_for_notional(target, price, rules.step_size, rules.min_qty)
-            if qty <= 0 or qty * price < rules.min_notional:
+            if qty <= 0:
                 raise RiskDenied(f"position size below exchange minimum (target {target:.2f} {self._quote})")
+            avg = self._avg_price(symbol) or price
+            problem = market_quantity_problem(qty, rules) or notional_problem(qty, avg, rules)
+            if problem:
+                raise RiskDenied(f"position size refused: {problem} (target {target:.2f} {self._quote})")
+            order_side = "BUY" if side == "long" else "SELL"
+            expected = market_fill_price(order_side, price, getattr(executor, "slippage_bps", Decimal(0)), rules.tick_size)
+            sl, tp = self._levels(trader, side, expected, rules, stop_loss, take_profit, avg)
             position_id = uuid.uuid4()
             try:
                 trade = await self._repo.create_open_intent(
@@ -157,7 +158,9 @@ class ExecutionService:
         self.orders_sent += 1
         reserved = open_reservation(price, qty)
         changes, held, locked = open_fill_changes(side, base, quote, fill.price, fill.quantity, fill.fee, reserved)
-        sl, tp = self._levels(trader, side, fill.price, rules, stop_loss, take_profit)
+        default_sl, default_tp = self._default_levels(trader, side, fill.price, rules)
+        sl = sl if stop_loss is not None else default_sl
+        tp = tp if take_profit is not None else default_tp
         position = await self._repo.record_open_fill(
             trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
             fee_quote=_fee_in_quote(fill, quote), held=held, locked=locked, changes=changes,
@@ -168,8 +171,13 @@ class ExecutionService:
         self._on_opened(position)
         return position
 
-    async def close(self, position: PositionRecord, reason: str) -> tuple[Decimal, Decimal] | None:
-        """Close an open position at market; returns ``(pnl, pnl_percent)``, or None when it is already closed.
+    async def close(
+        self, position: PositionRecord, reason: str, trigger: Trigger | None = None
+    ) -> tuple[Decimal, Decimal] | None:
+        """Close an open position; returns ``(pnl, pnl_percent)``, or None when it is already closed.
+
+        ``trigger`` None: at market. Otherwise the stop-loss or take-profit that
+        fired, filled as its order would be (``machine.execution._fill_rules``).
 
         A closing intent left ``pending`` by an earlier attempt (its order sent,
         its booking failed) is resolved by asking the executor for its fill by
@@ -200,7 +208,9 @@ class ExecutionService:
             if trade is None:
                 return None
         try:
-            fill = await executor.submit(OrderRequest(trade.client_order_id, position.symbol, trade.side, trade.quantity))
+            fill = await executor.submit(
+                OrderRequest(trade.client_order_id, position.symbol, trade.side, trade.quantity, trigger)
+            )
         except Exception as exc:
             self.orders_failed += 1
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
@@ -229,18 +239,31 @@ class ExecutionService:
             return symbol[: -len(self._quote)], self._quote
         raise RiskDenied(f"{symbol} is not a {self._quote} symbol")
 
-    @staticmethod
     def _levels(
-        trader: TraderConfig, side: str, entry: Decimal, rules: SymbolRules, sl: Decimal | None, tp: Decimal | None
+        self, trader: TraderConfig, side: str, entry: Decimal, rules: SymbolRules,
+        sl: Decimal | None, tp: Decimal | None, avg: Decimal,
     ) -> tuple[Decimal, Decimal]:
-        default_sl, default_tp = sl_tp_from_pct(side, entry, trader.risk.stop_loss_pct, trader.risk.take_profit_pct, rules.tick_size)
-        if side == "long":
-            sl = sl if sl is not None and 0 < sl < entry else default_sl
-            tp = tp if tp is not None and tp > entry else default_tp
-        else:
-            sl = sl if sl is not None and sl > entry else default_sl
-            tp = tp if tp is not None and 0 < tp < entry else default_tp
+        """The exit levels for an expected ``entry``: the decision's, rounded towards the entry
+        (``_rules.round_level``), else the trader's risk percentages; each checked.
+
+        Raises:
+            RiskDenied: a level on the wrong side of the entry, or outside PRICE_FILTER
+                or PERCENT_PRICE_BY_SIDE; nothing is substituted.
+        """
+        default_sl, default_tp = self._default_levels(trader, side, entry, rules)
+        sl = round_level(side, sl, entry, rules.tick_size) if sl is not None else default_sl
+        tp = round_level(side, tp, entry, rules.tick_size) if tp is not None else default_tp
+        problem = level_problem(side, "stop_loss", sl, entry, avg, rules) or level_problem(
+            side, "take_profit", tp, entry, avg, rules
+        )
+        if problem:
+            raise RiskDenied(problem)
         return sl, tp
+
+    @staticmethod
+    def _default_levels(trader: TraderConfig, side: str, entry: Decimal, rules: SymbolRules) -> tuple[Decimal, Decimal]:
+        raw_sl, raw_tp = sl_tp_from_pct(side, entry, trader.risk.stop_loss_pct, trader.risk.take_profit_pct, Decimal(0))
+        return round_level(side, raw_sl, entry, rules.tick_size), round_level(side, raw_tp, entry, rules.tick_size)
 
 
 def _fee_in_quote(fill: Fill, quote: str) -> Decimal:

@@ -76,6 +76,14 @@ class SymbolInfo:
         min_qty: smallest quantity (``LOT_SIZE.minQty``), base asset.
         min_notional: smallest price x quantity (``NOTIONAL.minNotional``, or the older
             ``MIN_NOTIONAL.minNotional``; 0 when the symbol has neither), quote asset.
+        min_price, max_price: ``PRICE_FILTER`` bounds (0: none), quote asset.
+        max_qty: ``LOT_SIZE.maxQty`` (0: none), base asset.
+        market_min_qty, market_max_qty, market_step_size: ``MARKET_LOT_SIZE`` (0: none).
+        max_notional: ``NOTIONAL.maxNotional`` (0: none); ``apply_min_to_market`` /
+            ``apply_max_to_market``: whether the bounds apply to MARKET orders (checked
+            against the average price over ``avg_price_mins`` minutes).
+        percent_price_by_side: ``PERCENT_PRICE_BY_SIDE`` (bidMultiplierUp,
+            bidMultiplierDown, askMultiplierUp, askMultiplierDown), or None.
     """
 
     symbol: str
@@ -85,3 +93,14 @@ class SymbolInfo:
     step_size: Decimal
     min_qty: Decimal
     min_notional: Decimal
+    min_price: Decimal = Decimal(0)
+    max_price: Decimal = Decimal(0)
+    max_qty: Decimal = Decimal(0)
+    market_min_qty: Decimal = Decimal(0)
+    market_max_qty: Decimal = Decimal(0)
+    market_step_size: Decimal = Decimal(0)
+    max_notional: Decimal = Decimal(0)
+    apply_min_to_market: bool = True
+    apply_max_to_market: bool = False
+    avg_price_mins: int = 5
+    percent_price_by_side: tuple[Decimal, Decimal, Decimal, Decimal] | None = None

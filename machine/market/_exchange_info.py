@@ -1,9 +1,11 @@
 """REST ``/api/v3/exchangeInfo`` -> the tradable symbols and the request-weight limit.
 
-Source: Binance Spot API docs, "Exchange information" and "Filters" -> "Symbol
-filters": ``PRICE_FILTER`` (tickSize), ``LOT_SIZE`` (minQty, stepSize),
-``NOTIONAL`` (minNotional; it replaced ``MIN_NOTIONAL`` in 2023, whose
-``minNotional`` has the same meaning: both are handled).
+Source: Binance Spot API docs, "Exchange information" and ``filters.md`` ->
+"Symbol filters": ``PRICE_FILTER`` (minPrice, maxPrice, tickSize), ``LOT_SIZE``
+(minQty, maxQty, stepSize), ``MARKET_LOT_SIZE`` (the same for MARKET orders),
+``NOTIONAL`` (minNotional, maxNotional, applyMinToMarket, applyMaxToMarket,
+avgPriceMins; it replaced ``MIN_NOTIONAL`` in 2023, whose ``minNotional`` has
+the same meaning: both are handled), ``PERCENT_PRICE_BY_SIDE``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def _symbol_info(entry: Mapping[str, Any]) -> SymbolInfo:
         min_notional = _dec(filters, "MIN_NOTIONAL", "minNotional")
     else:
         min_notional = Decimal(0)
+    notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+    percent = None
+    if "PERCENT_PRICE_BY_SIDE" in filters:
+        percent = tuple(_dec(filters, "PERCENT_PRICE_BY_SIDE", f) for f in
+                        ("bidMultiplierUp", "bidMultiplierDown", "askMultiplierUp", "askMultiplierDown"))  # fmt: skip
     return SymbolInfo(
         symbol=str(entry["symbol"]),
         base_asset=str(entry["baseAsset"]),
@@ -55,7 +62,25 @@ def _symbol_info(entry: Mapping[str, Any]) -> SymbolInfo:
         step_size=_dec(filters, "LOT_SIZE", "stepSize"),
         min_qty=_dec(filters, "LOT_SIZE", "minQty"),
         min_notional=min_notional,
+        min_price=_opt(filters, "PRICE_FILTER", "minPrice"),
+        max_price=_opt(filters, "PRICE_FILTER", "maxPrice"),
+        max_qty=_opt(filters, "LOT_SIZE", "maxQty"),
+        market_min_qty=_opt(filters, "MARKET_LOT_SIZE", "minQty"),
+        market_max_qty=_opt(filters, "MARKET_LOT_SIZE", "maxQty"),
+        market_step_size=_opt(filters, "MARKET_LOT_SIZE", "stepSize"),
+        max_notional=_opt(filters, "NOTIONAL", "maxNotional"),
+        apply_min_to_market=bool(notional.get("applyMinToMarket", notional.get("applyToMarket", True))),
+        apply_max_to_market=bool(notional.get("applyMaxToMarket", False)),
+        avg_price_mins=int(notional.get("avgPriceMins", 5) or 5),
+        percent_price_by_side=percent,  # type: ignore[arg-type]
     )
+
+
+def _opt(filters: Mapping[str, Mapping[str, Any]], kind: str, field: str) -> Decimal:
+    """A filter value, or 0 (no limit) when the filter or field is absent."""
+    if kind not in filters or field not in filters[kind]:
+        return Decimal(0)
+    return _dec(filters, kind, field)
 
 
 def parse_exchange_symbols(info: Mapping[str, Any], quote_asset: str = "USDT") -> list[SymbolInfo]:

@@ -1,9 +1,14 @@
 """Stop-loss / take-profit monitor.
 
-Every ``interval_s`` seconds each open position is compared with the latest
-ticker price of its symbol; a crossed level closes it at market with reason
-``stop_loss`` or ``take_profit``. When both are crossed (a gap), stop-loss wins:
-the conservative reading of an ambiguous candle.
+Levels are evaluated against every price the machine receives
+(:meth:`PositionMonitor.on_price`, fed by ``MarketStore.add_price_listener``:
+each ticker and kline update, with the low and high the forming candle reached
+since the previous update, so a wick through a level counts), and every
+``interval_s`` seconds against the last price as a safety net. A crossed level
+closes the position with reason ``stop_loss`` or ``take_profit``, carrying
+the :class:`~machine.execution.Trigger` the fill is priced from. When both are
+crossed in one update, stop-loss wins: the conservative reading of an
+ambiguous candle.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from uuid import UUID
 
 import structlog
 
+from machine.execution import Trigger
 from machine.persistence import PositionRecord
 
-__all__ = ["PositionMonitor", "exit_reason"]
+__all__ = ["PositionMonitor", "exit_reason", "exit_trigger"]
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +48,25 @@ def exit_reason(position: PositionRecord, price: Decimal) -> str | None:
     return None
 
 
+def exit_trigger(position: PositionRecord, low: Decimal, high: Decimal, last: Decimal) -> Trigger | None:
+    """The exit a price update fires, or None; ``low``/``high`` span the prices it reached (quote asset).
+
+    Long: stop-loss when ``low <= stop_loss``, take-profit when ``high >= take_profit``.
+    Short: stop-loss when ``high >= stop_loss``, take-profit when ``low <= take_profit``.
+    Both: stop-loss.
+    """
+    sl, tp = position.stop_loss, position.take_profit
+    if position.side == "long":
+        hit_sl, hit_tp = sl is not None and low <= sl, tp is not None and high >= tp
+    else:
+        hit_sl, hit_tp = sl is not None and high >= sl, tp is not None and low <= tp
+    if hit_sl:
+        return Trigger("stop_loss", sl, low, high, last)  # type: ignore[arg-type]
+    if hit_tp:
+        return Trigger("take_profit", tp, low, high, last)  # type: ignore[arg-type]
+    return None
+
+
 class PositionMonitor:
     """Watches open positions in memory; the database stays the source of truth.
 
@@ -54,7 +79,7 @@ class PositionMonitor:
     def __init__(
         self,
         last_price: Callable[[str], Decimal | None],
-        close: Callable[[PositionRecord, str], Awaitable[object]],
+        close: Callable[[PositionRecord, str, Trigger], Awaitable[object]],
         interval_s: float = 1.0,
     ) -> None:
         self._last_price = last_price
@@ -63,11 +88,40 @@ class PositionMonitor:
         self._positions: dict[UUID, PositionRecord] = {}
         self._closing: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[bool]] = set()
         self.checks = 0
         self.exits = 0
 
     def track(self, position: PositionRecord) -> None:
         self._positions[position.id] = position
+
+    def on_price(self, symbol: str, low: Decimal, high: Decimal, last: Decimal) -> None:
+        """A price update (``MarketStore.add_price_listener``): close each position of ``symbol`` it triggers.
+
+        Runs in the store's update path, so it only schedules the closes.
+        """
+        for position in list(self._positions.values()):
+            if position.symbol != symbol or position.id in self._closing:
+                continue
+            trigger = exit_trigger(position, low, high, last)
+            if trigger is not None:
+                self._closing.add(position.id)
+                task = asyncio.get_running_loop().create_task(self._exit(position, trigger))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _exit(self, position: PositionRecord, trigger: Trigger) -> bool:
+        """Close ``position`` for ``trigger``; True when this call closed it (``_closing`` is released)."""
+        try:
+            if await self._close(position, trigger.kind, trigger) is not None:  # None: already closed
+                self.exits += 1
+                return True
+        except Exception as exc:  # the position stays monitored; the next price retries
+            log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
+                      reason=trigger.kind, error=str(exc))
+        finally:
+            self._closing.discard(position.id)
+        return False
 
     def forget(self, position_id: UUID) -> None:
         self._positions.pop(position_id, None)
@@ -88,6 +142,8 @@ class PositionMonitor:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._tasks:  # exits in flight finish (their fills are booked) before shutdown goes on
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def check_once(self) -> int:
         """Check every position once; returns how many were closed."""
@@ -99,19 +155,11 @@ class PositionMonitor:
             price = self._last_price(position.symbol)
             if price is None:
                 continue
-            reason = exit_reason(position, price)
-            if reason is None:
+            trigger = exit_trigger(position, price, price, price)
+            if trigger is None:
                 continue
             self._closing.add(position.id)
-            try:
-                if await self._close(position, reason) is not None:  # None: already closed, not an exit of ours
-                    closed += 1
-                    self.exits += 1
-            except Exception as exc:  # the position stays monitored; next check retries
-                log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
-                          reason=reason, error=str(exc))
-            finally:
-                self._closing.discard(position.id)
+            closed += await self._exit(position, trigger)
         return closed
 
     async def _run(self) -> None:

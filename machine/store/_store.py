@@ -101,6 +101,14 @@ class StoreStats:
     newest_kline_received_ms: int | None
 
 
+PriceListener = Callable[[str, Decimal, Decimal, Decimal], None]
+"""``(symbol, low, high, last)``: the prices reached by one update (``MarketStore.add_price_listener``)."""
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
 class MarketStore:
     """Klines per (symbol, interval) and the latest ticker per symbol.
 
@@ -130,6 +138,9 @@ class MarketStore:
         self._last_price: list[Decimal | None] = [None] * len(names)
         self._last_price_ms = np.full(len(names), _NO_TIME, dtype=np.int64)
         self._listeners: list[CloseListener] = []
+        self._price_listeners: list[PriceListener] = []
+        self._range: dict[tuple[int, str], tuple[float, float, float]] = {}  # (slot, interval) -> open time, high, low
+        self._last_price_received = np.zeros(len(names), dtype=np.float64)  # wall clock, s
         self._newest_kline_ms: int | None = None
         self._newest_received_ms: int | None = None
         self._kline_updates = 0
@@ -282,6 +293,8 @@ class MarketStore:
             self._newest_kline_ms = event.event_time_ms
         self._newest_received_ms = int(time.time() * 1000)
         self._set_price(slot, event.close_price, event.event_time_ms)
+        if self._price_listeners:
+            self._announce_range(slot, interval, event.row, event.close_price)
         if event.closed:
             notified = self._notified[interval]
             t = int(open_time)
@@ -311,12 +324,62 @@ class MarketStore:
         self._ticker_ms[slot] = event.event_time_ms
         self._ticker_updates += 1
         self._set_price(slot, event.last_price, event.event_time_ms)
+        if self._price_listeners:
+            self._announce(self._symbols[slot], event.last_price, event.last_price, event.last_price)
         return True
 
     def _set_price(self, slot: int, price: Decimal, event_ms: int) -> None:
         if event_ms >= self._last_price_ms[slot]:
             self._last_price[slot] = price
             self._last_price_ms[slot] = event_ms
+            self._last_price_received[slot] = time.time()
+
+    def _announce_range(self, slot: int, interval: str, row: tuple[float, ...], last: Decimal) -> None:
+        """Tell the price listeners which prices this kline update reached (``add_price_listener``)."""
+        open_time, high, low = float(row[0]), float(row[2]), float(row[3])
+        previous = self._range.get((slot, interval))
+        self._range[(slot, interval)] = (open_time, high, low)
+        reached_low = reached_high = last
+        if previous is None or previous[0] != open_time:  # a new candle: its whole range is new
+            reached_low, reached_high = min(last, _dec(low)), max(last, _dec(high))
+        else:
+            if low < previous[2]:
+                reached_low = min(last, _dec(low))
+            if high > previous[1]:
+                reached_high = max(last, _dec(high))
+        self._announce(self._symbols[slot], reached_low, reached_high, last)
+
+    def _announce(self, symbol: str, low: Decimal, high: Decimal, last: Decimal) -> None:
+        for listener in tuple(self._price_listeners):
+            try:
+                listener(symbol, low, high, last)
+            except Exception:
+                self._listener_errors += 1
+                _log.exception("price_listener_failed", symbol=symbol)
+
+    def add_price_listener(self, callback: PriceListener) -> Callable[[], None]:
+        """Call ``callback(symbol, low, high, last)`` for every price update the store applies.
+
+        ``low``/``high`` span the prices reached since the previous update of the
+        same (symbol, interval): for a kline update, the forming candle's low if
+        it fell and its high if it rose (the whole range for a new candle), and
+        its close; for a ticker, its last price. So a wick through a level between
+        two updates is seen. Prices in the quote asset, exact from the wire
+        (``repr`` of the float for high/low). A listener that raises is logged and
+        counted. Returns a function that removes the listener.
+        """
+        self._price_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._price_listeners:
+                self._price_listeners.remove(callback)
+
+        return remove
+
+    def price_age_s(self, symbol: str) -> float | None:
+        """Seconds since the symbol's last price was received, or None when it has none (backfill counts as never)."""
+        received = float(self._last_price_received[self.slot(symbol)])
+        return None if received == 0 else max(0.0, time.time() - received)
 
     # ------------------------------------------------------------------ listeners
     def add_close_listener(self, callback: CloseListener) -> Callable[[], None]:

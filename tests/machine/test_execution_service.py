@@ -34,7 +34,7 @@ async def env(db_url):
     prices: dict[str, D] = {"BTCUSDT": D("50000.00"), "DOGEUSDT": D("0.31234")}
     opened, closed = [], []
     repo = TradingRepository(pool)
-    executor = PaperExecutor(prices.get, D("0.001"), assets)
+    executor = PaperExecutor(prices.get, D("0.001"), RULES.__getitem__)
     service = ExecutionService(
         user_id=user_id, repo=repo, executors={"paper": executor},
         rules=RULES.get, last_price=prices.get, quote_asset="USDT", start_balance=D("10000"),
@@ -240,3 +240,59 @@ async def test_a_pending_close_the_venue_never_saw_is_cancelled_then_sent_once(e
     await service.close(pos, "take_profit")
     rows = await pool.fetch("SELECT client_order_id, status FROM trades WHERE purpose = 'close' ORDER BY created_at")
     assert [(r["client_order_id"][:3], r["status"]) for r in rows] == [("c01", "cancelled"), ("c02", "filled")]
+
+
+async def test_a_level_on_the_wrong_side_is_refused_never_replaced(env):
+    """Item 9: a stop-loss on the wrong side was silently replaced by the trader's default."""
+    pool, user_id, trader, service, signals, prices, *_ = env
+    sig = await signals.create(trader.id, user_id, "BTCUSDT", 1, prices["BTCUSDT"])
+    with pytest.raises(RiskDenied, match=r"stop-loss 50100\.00 is not below the entry price 50000\.00"):
+        await service.open(trader, sig, "BTCUSDT", "long", stop_loss=D("50100"), take_profit=None)
+    with pytest.raises(RiskDenied, match="take-profit 49000.00 is not above the entry"):
+        await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=D("49000"))
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 0
+    assert await balances(pool, trader.id) == {"USDT": (D("10000"), D(0))}
+    # levels off the tick grid are rounded towards the entry (a stop never risks more than asked)
+    pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=D("48999.995"), take_profit=D("51000.019"))
+    assert (pos.stop_loss, pos.take_profit) == (D("49000.00"), D("51000.01"))
+
+
+async def test_fills_a_live_account_would_get(env):
+    pool, user_id, trader, service, signals, prices, *_ = env
+    executor = service._executors["paper"]
+    executor.slippage_bps = D("2")
+    executor.maker_rate = D("0.0005")
+    sig = await signals.create(trader.id, user_id, "BTCUSDT", 1, prices["BTCUSDT"])
+    pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    assert pos.entry_price == D("50010.00")  # 2 bps against the buyer
+    # the take-profit rests on the book: it fills at its level (or better on a gap), at the maker rate
+    from machine.execution import Trigger
+    pnl, _ = await service.close(pos, "take_profit", Trigger("take_profit", pos.take_profit, D("52000"), D("52100"), D("52050")))
+    exit_ = await pool.fetchrow("SELECT price, fee, fee_asset FROM trades WHERE purpose = 'close'")
+    assert exit_["price"] == pos.take_profit == D("52010.40")  # 4 % above 50,010, rounded down to the tick
+    assert (exit_["fee"], exit_["fee_asset"]) == ((D("52010.40") * pos.size * D("0.0005")).quantize(D("1e-8")), "USDT")
+    # a stop-loss that triggers on a gap fills at the price then, not at its level
+    sig2 = await signals.create(trader.id, user_id, "BTCUSDT", 2, prices["BTCUSDT"])
+    pos2 = await service.open(trader, sig2, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    await service.close(pos2, "stop_loss", Trigger("stop_loss", pos2.stop_loss, D("48000"), D("48500"), D("48100")))
+    assert await pool.fetchval("SELECT price FROM trades WHERE position_id = $1 AND purpose = 'close'", pos2.id) == D("48100")
+
+
+async def test_no_fill_on_a_stale_price(env):
+    """Item 8: a ticker an hour old was taken as the price to open, fill and check stops against."""
+    from machine.execution import StalePrice
+
+    pool, user_id, trader, service, signals, prices, *_ = env
+    executor = service._executors["paper"]
+    ages = {"BTCUSDT": 3600.0}
+    executor._price_age_s = ages.get
+    executor.price_max_age_s = 0.3
+    sig = await signals.create(trader.id, user_id, "BTCUSDT", 1, prices["BTCUSDT"])
+    with pytest.raises(StalePrice, match="3600 s old"):
+        await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    assert executor.stale_waits == 1 and executor.is_stale("BTCUSDT")
+    assert await pool.fetchval("SELECT status FROM trades") == "cancelled"
+    assert await balances(pool, trader.id) == {"USDT": (D("10000"), D(0))}  # the reservation is released
+    ages["BTCUSDT"] = 0.1
+    pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    assert pos.status == "open" and not executor.is_stale("BTCUSDT")

@@ -1,4 +1,4 @@
-"""PositionMonitor: which price crosses which level, and what counts as an exit."""
+"""PositionMonitor and the store's price listener: every price reached counts, and what counts as an exit."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ from decimal import Decimal as D
 
 import pytest
 
+from machine.execution import Trigger
+from machine.market._events import KlineEvent, TickerEvent
 from machine.persistence import PositionRecord
-from machine.positions import PositionMonitor
+from machine.positions import PositionMonitor, exit_trigger
+from machine.store import MarketStore
+
+T0 = 1_700_000_040_000
 
 
 def position(side="long", sl=D("95"), tp=D("110")) -> PositionRecord:
     return PositionRecord(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "paper", "BTCUSDT", side, "open", D("100"),
                           D("1"), sl, tp, D(0))  # fmt: skip
+
+
+def kline(open_time: int, o: float, h: float, low: float, c: float, e: int, closed: bool = False) -> KlineEvent:
+    row = (float(open_time), o, h, low, c, 1.0, float(open_time + 59_999), c, 1.0, 0.0, 0.0)
+    return KlineEvent("BTCUSDT", "1m", row, closed, e, D(repr(c)))
 
 
 @pytest.mark.asyncio
@@ -23,7 +33,7 @@ async def test_a_close_that_was_already_done_is_not_counted_as_an_exit():
     results = [None, (D("-5"), D("-5"))]
     calls = []
 
-    async def close(p, reason):
+    async def close(p, reason, trigger):
         calls.append(reason)
         return results[len(calls) - 1]
 
@@ -31,3 +41,57 @@ async def test_a_close_that_was_already_done_is_not_counted_as_an_exit():
     monitor.track(position())
     assert await monitor.check_once() == 0 and monitor.exits == 0 and calls == ["stop_loss"]
     assert await monitor.check_once() == 1 and monitor.exits == 1
+
+
+def test_exit_trigger_on_the_range_reached():
+    long, short = position("long"), position("short", sl=D("105"), tp=D("90"))
+    assert exit_trigger(long, D("96"), D("109"), D("100")) is None
+    assert exit_trigger(long, D("94.99"), D("101"), D("100")) == Trigger("stop_loss", D("95"), D("94.99"), D("101"), D("100"))
+    assert exit_trigger(long, D("99"), D("110"), D("104")).kind == "take_profit"
+    assert exit_trigger(long, D("94"), D("111"), D("100")).kind == "stop_loss"  # both in one update: conservative
+    assert exit_trigger(short, D("95"), D("105"), D("100")).kind == "stop_loss"
+    assert exit_trigger(short, D("90"), D("104"), D("95")).kind == "take_profit"
+
+
+@pytest.mark.asyncio
+async def test_a_wick_between_two_price_samples_closes_the_position():
+    """Item 7: stops were checked on one sampled price per second; a candle's whole wick through a level,
+    seen only as the forming candle's low, went unnoticed and the stop filled far beyond its level."""
+    store = MarketStore(["BTCUSDT"], limit=10)
+    exits: list[tuple[str, Trigger]] = []
+
+    async def close(p, reason, trigger):
+        exits.append((reason, trigger))
+        return (D(0), D(0))
+
+    monitor = PositionMonitor(store.last_price, close)
+    store.add_price_listener(monitor.on_price)
+    store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
+    monitor.track(position())  # opened mid-candle: the candle's earlier range must not count
+    store.apply_kline(kline(T0, 100, 101, 99, 100.5, T0 + 2000))
+    await monitor.stop()
+    assert exits == []
+    store.apply_kline(kline(T0, 100, 101, 94.5, 99.8, T0 + 3000))  # the low fell through 95 and came back
+    await monitor.stop()
+    assert exits == [("stop_loss", Trigger("stop_loss", D("95"), D("94.5"), D("99.8"), D("99.8")))]
+    assert store.last_price("BTCUSDT") == D("99.8")  # the sampled price alone never crossed the level
+    store.close()
+
+
+def test_the_store_announces_only_new_extremes_of_a_candle_and_every_ticker():
+    store = MarketStore(["BTCUSDT"], limit=10)
+    seen = []
+    store.add_price_listener(lambda *args: seen.append(args))
+    store.apply_kline(kline(T0, 100, 102, 98, 101, T0 + 1000))  # a new candle: its whole range
+    store.apply_kline(kline(T0, 100, 102, 98, 100, T0 + 2000))  # no new extreme: the close only
+    store.apply_kline(kline(T0, 100, 103, 97, 99, T0 + 3000))  # both extremes moved
+    store.apply_kline(kline(T0 + 60_000, 99, 99.5, 98.5, 99, T0 + 61_000))  # next candle
+    store.apply_ticker(TickerEvent("BTCUSDT", (99.1,) * 8 + (float(T0 + 62_000),), D("99.1"), T0 + 62_000))
+    assert seen == [
+        ("BTCUSDT", D("98.0"), D("102.0"), D("101.0")),
+        ("BTCUSDT", D("100.0"), D("100.0"), D("100.0")),
+        ("BTCUSDT", D("97.0"), D("103.0"), D("99.0")),
+        ("BTCUSDT", D("98.5"), D("99.5"), D("99.0")),
+        ("BTCUSDT", D("99.1"), D("99.1"), D("99.1")),
+    ]
+    store.close()
