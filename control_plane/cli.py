@@ -1,7 +1,7 @@
 """``control-plane``: the admin CLI (typer + rich).
 
-Commands: ``db migrate``, ``users add``, ``traders add``, ``provision``,
-``destroy``, ``machines list``, ``serve``, ``demo``. Settings come from the
+Commands: ``db migrate``, ``users add``, ``traders add``, ``traders list``,
+``trades export``, ``provision``, ``destroy``, ``machines list``, ``serve``, ``demo``. Settings come from the
 environment (:mod:`control_plane.settings`).
 """
 
@@ -29,7 +29,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 traders_app = typer.Typer(help="Traders.", no_args_is_help=True)
 machines_app = typer.Typer(help="Machines.", no_args_is_help=True)
+trades_app = typer.Typer(help="Fills of paper (and live) trading.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(trades_app, name="trades")
 app.add_typer(users_app, name="users")
 app.add_typer(traders_app, name="traders")
 app.add_typer(machines_app, name="machines")
@@ -121,6 +123,61 @@ def traders_add(user_id: UUID, spec: Path = typer.Argument(..., help="trader JSO
         return await insert_trader(pool, user_id, trader)
 
     print(asyncio.run(_with_pool(run)))
+
+
+@traders_app.command("list")
+def traders_list(user_id: UUID, json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Each trader's paper account: balances per asset, equity, positions, PnL and fill assumptions."""
+    import orjson
+
+    from control_plane.reports import FILL_RULE, trader_books
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        return await trader_books(pool, user_id)
+
+    books = asyncio.run(_with_pool(run))
+    if json_:
+        typer.echo(orjson.dumps(books).decode())
+        return
+    table = Table(title=f"traders of {user_id}", caption=f"fills: {FILL_RULE}")
+    for col in ("trader", "mode", "status", "balances (free / locked)", "equity", "open", "closed", "realized PnL",
+                "taker / maker", "slippage bps"):
+        table.add_column(col)
+    for b in books:
+        balances = "\n".join(f"{a} {v['free']} / {v['locked']}" for a, v in b["balances"].items()) or "-"
+        fa = b["fill_assumptions"]
+        table.add_row(b["name"], b["mode"], b["status"], balances, b["equity"] or "-", str(b["open_positions"]),
+                      str(b["closed_positions"]), b["realized_pnl"], f"{fa['taker_rate']} / {fa['maker_rate']}",
+                      str(fa["slippage_bps"]))
+    Console().print(table)
+
+
+@trades_app.command("export")
+def trades_export(
+    user_id: UUID,
+    trader: Optional[UUID] = typer.Option(None, "--trader", help="only this trader's fills"),  # noqa: UP007
+    since: Optional[str] = typer.Option(None, "--since", help="ISO 8601; fills executed at or after it"),  # noqa: UP007
+) -> None:
+    """Every fill as CSV on stdout (header row), oldest first, to reconcile a paper account in a spreadsheet."""
+    import sys
+    from datetime import datetime, timezone
+
+    from control_plane.reports import fills, write_fills_csv
+
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--since {since!r} is not an ISO 8601 time", 2)
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        return await fills(pool, user_id, trader_id=trader, since=start)
+
+    write_fills_csv(sys.stdout, asyncio.run(_with_pool(run)))
+    sys.stdout.flush()
 
 
 def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:

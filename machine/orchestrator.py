@@ -129,6 +129,7 @@ class Machine:
         self._paper = PaperExecutor(
             self.store.last_price, s.paper_fee_rate, self._rules.__getitem__, s.paper_maker_fee_rate,
             slippage_bps=s.paper_slippage_bps, price_age_s=self.store.price_age_s, price_max_age_s=s.price_max_age_s,
+            price_time_ms=self.store.last_price_time_ms,
         )
         self.execution = ExecutionService(
             user_id=self.user_id,
@@ -251,6 +252,8 @@ class Machine:
         self._traders[trader.id] = _Loaded(rt, check, reanalysis)
         await self._trading_repo.ensure_account(trader.id, self.user_id, self.settings.paper_start_balance,
                                                 self.settings.quote_asset)
+        await self._trading_repo.set_fill_assumptions(trader.id, self.settings.paper_fee_rate,
+                                                      self.settings.paper_maker_fee_rate, self.settings.paper_slippage_bps)
         self._schedule(rt, check, reanalysis)
         tlog.info("trader_loaded", symbols=len(symbols), check_interval=trader.check_interval)
         return True

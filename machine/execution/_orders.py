@@ -43,13 +43,17 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """An executed order: average ``price`` in the quote asset, ``fee`` in ``fee_asset``."""
+    """An executed order: average ``price`` in the quote asset, ``fee`` in ``fee_asset``.
+
+    ``price_time_ms``: exchange time of the market price the fill used (ms since the epoch, UTC).
+    """
 
     price: Decimal
     quantity: Decimal
     fee: Decimal
     fee_asset: str
     order_id: int | None = None
+    price_time_ms: int | None = None
 
 
 class Executor(Protocol):

@@ -33,6 +33,7 @@ class PaperExecutor:
         price_age_s: symbol -> seconds since its last price was received (None: never); default: always fresh.
         price_max_age_s: a price older than this is stale: the order waits up to that long
             for a fresh one (counted in ``stale_waits``), then fails with ``StalePrice``.
+        price_time_ms: symbol -> exchange time (ms) of its last price, recorded with each fill.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class PaperExecutor:
         slippage_bps: Decimal = Decimal(0),
         price_age_s: Callable[[str], float | None] | None = None,
         price_max_age_s: float = 10.0,
+        price_time_ms: Callable[[str], int | None] | None = None,
     ) -> None:
         self._last_price = last_price
         self.taker_rate = taker_rate
@@ -53,6 +55,7 @@ class PaperExecutor:
         self.slippage_bps = slippage_bps
         self._price_age_s = price_age_s
         self.price_max_age_s = price_max_age_s
+        self._price_time_ms = price_time_ms
         self._fills: OrderedDict[str, Fill] = OrderedDict()
         self.stale_waits = 0
 
@@ -83,6 +86,7 @@ class PaperExecutor:
             quantity=order.quantity,
             fee=commission(order.side, price, order.quantity, rate),
             fee_asset=commission_asset(order.side, rules.base_asset, rules.quote_asset),
+            price_time_ms=self._price_time_ms(order.symbol) if self._price_time_ms is not None else None,
         )
         self._fills[order.client_order_id] = fill
         while len(self._fills) > _REMEMBERED:

@@ -165,6 +165,7 @@ class ExecutionService:
             trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
             fee_quote=_fee_in_quote(fill, quote), held=held, locked=locked, changes=changes,
             stop_loss=sl, take_profit=tp, signal_id=signal_id, order_id=fill.order_id,
+            price_time_ms=fill.price_time_ms,
         )
         log.info("position_opened", trader_id=str(trader.id), symbol=symbol, side=side, price=str(fill.price),
                  size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
@@ -225,6 +226,7 @@ class ExecutionService:
         pnl = await self._repo.record_close_fill(
             position, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
             fee_quote=_fee_in_quote(fill, quote), changes=changes, reason=reason, order_id=fill.order_id,
+            price_time_ms=fill.price_time_ms,
         )
         log.info("position_closed", trader_id=str(position.trader_id), symbol=position.symbol, reason=reason,
                  price=str(fill.price), pnl=str(pnl[0]), client_order_id=trade.client_order_id)

@@ -104,6 +104,15 @@ class TradingRepository:
                     trader_id, quote_asset, start_balance,
                 )
 
+    async def set_fill_assumptions(
+        self, trader_id: UUID, taker_rate: Decimal, maker_rate: Decimal, slippage_bps: Decimal
+    ) -> None:
+        """Record the commission rates and slippage this machine fills the trader's paper orders with."""
+        await self._pool.execute(
+            "UPDATE paper_accounts SET taker_rate = $2, maker_rate = $3, slippage_bps = $4, updated_at = NOW() "
+            "WHERE trader_id = $1", trader_id, taker_rate, maker_rate, slippage_bps,
+        )
+
     async def balances(self, trader_id: UUID) -> dict[str, tuple[Decimal, Decimal]]:
         """The paper account's balances: asset -> ``(free, locked)`` (free < 0: borrowed by a short)."""
         rows = await self._pool.fetch(
@@ -184,6 +193,7 @@ class TradingRepository:
         take_profit: Decimal | None,
         signal_id: UUID,
         order_id: int | None = None,
+        price_time_ms: int | None = None,
     ) -> PositionRecord:
         """Book the opening fill: trade filled, position open, balances, signal ``position_open``.
 
@@ -196,8 +206,8 @@ class TradingRepository:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
-                "binance_order_id = $6, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
-                trade.id, price, quantity, fee, fee_asset, order_id,
+                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+                trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
             )
             row = await conn.fetchrow(
                 "UPDATE positions SET status = 'open', entry_price = $2, size = $3, fees = fees + $4, stop_loss = $5, "
@@ -264,6 +274,7 @@ class TradingRepository:
         changes: list[BalanceChange],
         reason: str,
         order_id: int | None = None,
+        price_time_ms: int | None = None,
     ) -> tuple[Decimal, Decimal]:
         """Book the closing fill, close the position and its signal; returns ``(pnl, pnl_percent)``.
 
@@ -279,8 +290,8 @@ class TradingRepository:
             pnl, pnl_pct = realised_pnl(position.side, entry["price"], entry["quantity"], entry["fee"], price, quantity, fee)
             await conn.execute(
                 "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
-                "binance_order_id = $6, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
-                trade.id, price, quantity, fee, fee_asset, order_id,
+                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+                trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
             )
             await conn.execute(
                 "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $3, pnl = $4, pnl_percent = $5, "

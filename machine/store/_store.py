@@ -376,6 +376,11 @@ class MarketStore:
 
         return remove
 
+    def last_price_time_ms(self, symbol: str) -> int | None:
+        """Exchange event time (ms) of the symbol's last price, or None before any stream event."""
+        t = int(self._last_price_ms[self.slot(symbol)])
+        return None if t == _NO_TIME else t
+
     def price_age_s(self, symbol: str) -> float | None:
         """Seconds since the symbol's last price was received, or None when it has none (backfill counts as never)."""
         received = float(self._last_price_received[self.slot(symbol)])

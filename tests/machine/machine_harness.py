@@ -130,14 +130,18 @@ SYMBOLS = [
 
 
 @pytest.fixture
-async def machine_stack(db_url, binance_data, tmp_path):
-    """``(make_machine, pool, user_id)``: sim + analysis service + a user; machines started on demand."""
+async def machine_stack(db_url, binance_data, tmp_path, request):
+    """``(make_machine, pool, user_id, sim)``: sim + analysis service + a user; machines started on demand.
+
+    Indirect parameter (optional): ``{"speed": replay speed}`` (default 120).
+    """
     from control_plane.analysis import serve_analysis
     from exchange_sim import Simulator
 
     available = {p.name for p in (binance_data / "spot" / "1m").iterdir()}
     symbols = [s for s in SYMBOLS if s in available]
-    sim = Simulator(binance_data, speed=120.0, symbols=symbols)
+    speed = float(getattr(request, "param", {}).get("speed", 120.0))
+    sim = Simulator(binance_data, speed=speed, symbols=symbols)
     await sim.start()
     token = "analysis-" + uuid.uuid4().hex
     analysis = await serve_analysis("127.0.0.1", 0, AlwaysOpenLong(), token)
