@@ -282,11 +282,18 @@ def demo(
     duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: until Ctrl-C)"),
 ) -> None:
     """Run one subscriber's machine end to end on the embedded defaults."""
-    from control_plane.demo import print_summary, run_demo
+    from control_plane.demo import open_demo_log, print_summary, run_demo
     from control_plane.logs import configure_logging
 
-    configure_logging("warning")
-    result = asyncio.run(run_demo(_settings(), replay=replay, speed=speed, duration=duration, console=console))
+    settings = _settings()
+    log_path, log_file = open_demo_log(settings.data_dir)
+    console.print(f"Logs (exchange simulator, services, warnings): {log_path}", soft_wrap=True, highlight=False)
+    configure_logging("info", log_file)
+    try:
+        result = asyncio.run(run_demo(settings, replay=replay, speed=speed, duration=duration, console=console,
+                                      log_file=log_file))  # fmt: skip
+    finally:
+        log_file.flush()
     print_summary(result)
 
 

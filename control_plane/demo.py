@@ -8,8 +8,13 @@
 4. A fresh demo user (tier pro) with the traders in ``examples/traders``
    (each filter validated in the sandbox first), and its machine provisioned.
 5. A live table of signals, trades and positions for ``--duration`` seconds
-   (or until Ctrl-C); then the machine is shut down and destroyed and one JSON
-   summary line read from the database is printed last.
+   (or until Ctrl-C), prices at each symbol's tick precision; then the machine
+   is shut down and destroyed, the end state is printed as a table, and one
+   JSON summary line read from the database is printed last.
+
+Log lines (the exchange simulator's, the in-process services', library
+warnings) go to a log file named at start (``DATA_DIR/logs/demo-*.log``), not
+between the tables; the machine's own log is the local engine's machine log.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import signal
 import subprocess
 import sys
 import time
-from decimal import Decimal
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from uuid import UUID
 
 import asyncpg
@@ -36,7 +42,7 @@ from control_plane.local import REPO_ROOT, LocalStack
 from control_plane.settings import ControlPlaneSettings
 from control_plane.traders import insert_trader, load_spec, validate_code
 
-__all__ = ["DEMO_EMAIL", "run_demo", "summary"]
+__all__ = ["DEMO_EMAIL", "open_demo_log", "run_demo", "summary"]
 
 DEMO_EMAIL = "demo@trader-runtime.local"
 DEFAULT_REPLAY = REPO_ROOT.parent / "shared" / "data" / "binance"
@@ -51,16 +57,25 @@ async def _binance_reachable() -> bool:
         return False
 
 
-class _Simulator:
-    """``python -m exchange_sim`` as a child process; its first stdout line is its URL."""
+def open_demo_log(data_dir: Path) -> tuple[Path, TextIO]:
+    """Create ``DATA_DIR/logs/demo-<UTC time>.log`` (line-buffered) for the demo's log lines."""
+    folder = Path(data_dir) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    return path.resolve(), open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed at exit
 
-    def __init__(self, replay: Path, speed: float) -> None:
+
+class _Simulator:
+    """``python -m exchange_sim`` as a child process; its first stdout line is its URL, its logs go to ``log``."""
+
+    def __init__(self, replay: Path, speed: float, log: TextIO | None = None) -> None:
         self._cmd = [sys.executable, "-m", "exchange_sim", "--replay", str(replay), "--port", "0", "--speed", str(speed)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._log = log
 
     async def start(self, timeout_s: float = 30.0) -> str:
-        self.proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=self._log, cwd=REPO_ROOT)
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), timeout_s)
         self.url = line.decode().strip()
@@ -142,7 +157,41 @@ async def _add_example_traders(stack: LocalStack, user_id: UUID, console: Consol
     return count
 
 
-async def _render(pool: asyncpg.Pool, user_id: UUID, started: float, duration: float | None) -> Group:
+async def _tick_sizes(rest_url: str) -> dict[str, Decimal]:
+    """Symbol -> PRICE_FILTER tickSize from ``GET /api/v3/exchangeInfo`` (empty when unavailable)."""
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            info = (await http.get(rest_url.rstrip("/") + "/api/v3/exchangeInfo")).json()
+        out = {}
+        for entry in info.get("symbols", []):
+            for f in entry.get("filters", []):
+                if f.get("filterType") == "PRICE_FILTER":
+                    out[entry["symbol"]] = Decimal(f["tickSize"]).normalize()
+        return out
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidOperation):
+        return {}
+
+
+def _price(value: Decimal | None, symbol: str, ticks: dict[str, Decimal]) -> str:
+    """``value`` at the symbol's tick precision (8 dp without one), or ``-``."""
+    if value is None:
+        return "-"
+    tick = ticks.get(symbol)
+    return f"{value.quantize(tick):f}" if tick is not None and tick > 0 else f"{value:f}"
+
+
+def _summary_table(result: dict[str, Any]) -> Table:
+    table = Table(title="end state (read from the database after the machine was destroyed)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key.replace("_", " "), str(value))
+    return table
+
+
+async def _render(pool: asyncpg.Pool, user_id: UUID, started: float, duration: float | None,
+                  ticks: dict[str, Decimal] | None = None) -> Group:
+    ticks = ticks or {}
     stats = await summary(pool, user_id)
     head = Table(title=f"machine {stats['machine_state']} - {time.monotonic() - started:.0f}s"
                  + (f" of {duration:.0f}s" if duration else ""), expand=True)
@@ -160,7 +209,7 @@ async def _render(pool: asyncpg.Pool, user_id: UUID, started: float, duration: f
         user_id,
     ):
         signals.add_row(r["timestamp"].strftime("%m-%d %H:%M"), r["name"], r["symbol"], r["status"],
-                        r["decision"] or "-", f"{r['trigger_price']:f}")
+                        r["decision"] or "-", _price(r["trigger_price"], r["symbol"], ticks))
     trades = Table(title="latest trades", expand=True)
     for col in ("symbol", "side", "purpose", "price", "quantity", "fee", "status"):
         trades.add_column(col)
@@ -168,23 +217,29 @@ async def _render(pool: asyncpg.Pool, user_id: UUID, started: float, duration: f
         "SELECT symbol, side, purpose, price, quantity, fee, status FROM trades WHERE user_id = $1 "
         "ORDER BY created_at DESC LIMIT 8", user_id,
     ):
-        trades.add_row(r["symbol"], r["side"], r["purpose"], f"{r['price'] or 0:f}", f"{r['quantity']:f}",
-                       f"{r['fee']:f}", r["status"])
+        trades.add_row(r["symbol"], r["side"], r["purpose"], _price(r["price"], r["symbol"], ticks),
+                       f"{r['quantity'].normalize():f}", f"{r['fee'].normalize():f}", r["status"])
     positions = Table(title="positions", expand=True)
     for col in ("symbol", "side", "status", "entry", "stop-loss", "take-profit", "exit", "pnl", "reason"):
         positions.add_column(col)
     for r in await pool.fetch(
         "SELECT * FROM positions WHERE user_id = $1 ORDER BY (status = 'open') DESC, opened_at DESC LIMIT 8", user_id
     ):
-        positions.add_row(r["symbol"], r["side"], r["status"], f"{r['entry_price'] or 0:f}", f"{r['stop_loss'] or 0:f}",
-                          f"{r['take_profit'] or 0:f}", f"{r['exit_price'] or 0:f}", f"{r['pnl'] or 0:f}",
+        sym = r["symbol"]
+        positions.add_row(sym, r["side"], r["status"], _price(r["entry_price"], sym, ticks),
+                          _price(r["stop_loss"], sym, ticks), _price(r["take_profit"], sym, ticks),
+                          _price(r["exit_price"], sym, ticks),
+                          f"{r['pnl'].quantize(Decimal('0.01')):f}" if r["pnl"] is not None else "-",
                           r["close_reason"] or "")
     return Group(head, signals, trades, positions)
 
 
 async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed: float, duration: float | None,
-                   console: Console) -> dict[str, Any]:
-    """Run the demo; returns the summary (also printed as the last line by the CLI)."""
+                   console: Console, log_file: TextIO | None = None) -> dict[str, Any]:
+    """Run the demo; returns the summary (also printed as the last line by the CLI).
+
+    ``log_file``: where the exchange simulator's log lines go (default: inherited stderr).
+    """
     sim: _Simulator | None = None
     rest_url = ws_url = None
     if replay is None and await _binance_reachable():
@@ -194,7 +249,7 @@ async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed
         if replay is None or not replay.is_dir():
             raise SystemExit(f"Binance is unreachable and no replay folder exists at {replay}; pass --replay DIR")
         console.print(f"Market data: Binance unreachable or --replay given; replaying {replay} at speed {speed:g}.")
-        sim = _Simulator(replay, speed)
+        sim = _Simulator(replay, speed, log_file)
         base = await sim.start()
         rest_url, ws_url = base, base.replace("http://", "ws://", 1)
         console.print(f"  exchange simulator at {base}")
@@ -207,22 +262,26 @@ async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed
             provisioner = stack.provisioner()
             machine = await provisioner.provision(user_id)
             console.print(f"Machine {machine['machine_id']} {machine['status']} at {machine['http_url']}.")
+            ticks = await _tick_sizes(rest_url or settings.binance_rest_url)
             started = time.monotonic()
             interrupted = asyncio.Event()
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, interrupted.set)  # Ctrl-C ends the demo cleanly
             try:
-                with Live(await _render(stack.pool, user_id, started, duration), console=console,
+                with Live(await _render(stack.pool, user_id, started, duration, ticks), console=console,
                           refresh_per_second=2, transient=False) as live:
                     while not interrupted.is_set() and (duration is None or time.monotonic() - started < duration):
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(interrupted.wait(), 1.0)
-                        live.update(await _render(stack.pool, user_id, started, duration))
+                        live.update(await _render(stack.pool, user_id, started, duration, ticks))
             finally:
                 loop.remove_signal_handler(signal.SIGINT)
             final = await provisioner.destroy(user_id, "demo finished")
-            console.print(f"Machine destroyed; final state {final['finalState']}.")
-            return await summary(stack.pool, user_id)  # read after destruction: the state it ended in
+            console.print(f"\nMachine destroyed; final state {final['finalState']}.")
+            result = await summary(stack.pool, user_id)  # read after destruction: the state it ended in
+            console.print(await _render(stack.pool, user_id, started, None, ticks))
+            console.print(_summary_table(result))
+            return result
     finally:
         if sim is not None:
             sim.stop()

@@ -34,6 +34,13 @@ def test_demo_summary_is_read_after_destruction_and_counts_reanalyses(db_url, bi
     assert summary["machine_state"] == "destroyed"
     assert summary["traders"] == 3 and summary["symbols"] > 0
     assert summary["trades"] > 0 and summary["reanalyses"] > 0, summary
+    # the terminal gets tables, not log lines: JSON logs and library warnings go to the log file named at start
+    terminal = done.stderr
+    assert '"event"' not in terminal and "Warning" not in terminal, terminal[:3000]
+    log_path = Path(terminal.split("warnings): ", 1)[1].splitlines()[0].strip())
+    assert log_path.is_file() and log_path.parent == tmp_path / "data" / "logs"
+    assert "simulator_started" in log_path.read_text()
+    assert "end state" in terminal and terminal.index("Machine destroyed") < terminal.index("end state")
 
     async def from_db() -> tuple[str, int]:
         conn = await asyncpg.connect(db_url)

@@ -104,6 +104,7 @@ async def test_machine_trades_end_to_end_and_guards_its_api(machine_stack):
     health = (await machine.get("/health")).json()
     assert health["activeTraders"] == 2 and health["websocketConnected"] is True
     assert health["newestKlineAgeMs"] is not None and health["newestKlineAgeMs"] < 10_000
+    assert health["stalePrices"] == []  # the replay streams every traded symbol
     metrics = (await machine.get("/metrics")).json()
     assert metrics["activeTraders"] == 2 and metrics["signalsChecked1h"] > 0
     prom = await machine.get("/metrics", headers={"Accept": "text/plain"})
