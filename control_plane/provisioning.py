@@ -118,7 +118,9 @@ class Provisioner:
         }
         config = machine_config_for(str(user_id), user["tier"], self._image, env)
         try:
-            machine = await self._fly.create_machine(config, name=f"user-{user_id.hex[:12]}", region=self._region)
+            machine = await self._fly.create_machine(
+                config, name=f"user-{user_id.hex[:12]}", region=self._region, tag=("user_id", str(user_id))
+            )
         except FlyError as exc:
             # Nothing was created: the row is closed so the user can be provisioned again.
             await self._pool.execute(

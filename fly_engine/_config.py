@@ -201,9 +201,7 @@ def _common(body: Any) -> tuple[dict[str, Any], dict[str, Any], bool, int | None
         raise bad_request("config: required")
     config = validate_config(body["config"])
     skip_launch = bool(_optional(body, "skip_launch", bool, "a boolean"))
-    lease_ttl = _optional(body, "lease_ttl", int, "an integer (seconds)")
-    if lease_ttl is not None and lease_ttl <= 0:
-        raise bad_request("lease_ttl: must be positive")
+    lease_ttl = _lease_ttl(_optional(body, "lease_ttl", int, "an integer (seconds)"), "lease_ttl")
     return body, config, skip_launch, lease_ttl
 
 
@@ -258,12 +256,22 @@ def parse_stop_request(body: Any, base: StopSpec) -> StopSpec:
     )
 
 
+MAX_LEASE_TTL_S = 365 * 24 * 3600
+"""The longest lease this engine grants (one year). The spec types ``ttl`` as an
+integer of seconds and says no more; an unbounded one made ``expires_at`` a date
+past year 9999, which broke every later request on the machine."""
+
+
+def _lease_ttl(value: int | None, field: str) -> int | None:
+    if value is not None and not 1 <= value <= MAX_LEASE_TTL_S:
+        raise bad_request(f"{field}: must be 1..{MAX_LEASE_TTL_S} seconds, got {value}")
+    return value
+
+
 def parse_lease_request(body: Any, default_ttl_s: int) -> tuple[int, str]:
-    """``(ttl_s, description)`` from a ``CreateLeaseRequest`` body. Raises ApiError 400."""
+    """``(ttl_s, description)`` from a ``CreateLeaseRequest`` body (``ttl`` 1..:data:`MAX_LEASE_TTL_S`). Raises ApiError 400."""
     body = _require_object(body if body is not None else {}, "body")
-    ttl = _optional(body, "ttl", int, "an integer (seconds)")
-    if ttl is not None and ttl <= 0:
-        raise bad_request("ttl: must be positive")
+    ttl = _lease_ttl(_optional(body, "ttl", int, "an integer (seconds)"), "ttl")
     description = _optional(body, "description", str, "a string") or ""
     return (ttl or default_ttl_s), description
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import structlog
 
-from ._errors import FlyError, FlyNotFound, FlyTimeout, FlyUnavailable, error_from_response
+from ._errors import FlyBadRequest, FlyError, FlyNameTaken, FlyNotFound, FlyTimeout, FlyUnavailable, error_from_response
 from ._models import App, Lease, Machine, MachineConfig, MachineEvent, WaitResult
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy, retrying
@@ -170,13 +170,28 @@ class FlyClient:
         *,
         skip_launch: bool = False,
         lease_ttl_s: int | None = None,
+        tag: tuple[str, str] | None = None,
     ) -> Machine:
         """Fly spec operation ``Machines_create``; the Machine boots unless ``skip_launch``.
 
         With ``lease_ttl_s`` the Machine comes leased and ``Machine.nonce`` holds the nonce.
-        Raises FlyBadRequest (invalid config), FlyNameTaken, FlyNotFound (app), FlyAuthError.
-        Not retried on 5xx (a retry could create a second Machine).
+
+        Create is not idempotent at Fly. ``tag`` (a metadata key and value the
+        config carries, unique to this Machine, e.g. ``("user_id", ...)``) makes
+        it safe to retry: after an answer that leaves the outcome unknown (408,
+        5xx or a connection lost after the request was sent) or a name already
+        taken, the client first lists Machines with ``metadata.{key}={value}``
+        (``Machines_list``) and returns the one found; only when there is none
+        does it send the create again. So no failure makes a second Machine.
+        Without ``tag`` an unknown outcome is raised, never retried.
+
+        Raises FlyBadRequest (invalid config, or ``tag`` not in its metadata),
+        FlyNameTaken, FlyNotFound (app), FlyAuthError, and the last FlyTimeout /
+        FlyUnavailable when every attempt's outcome stayed unknown and no tagged
+        Machine appeared.
         """
+        if tag is not None and (config.metadata or {}).get(tag[0]) != tag[1]:
+            raise FlyBadRequest("Machines_create", None, f"tag {tag[0]}={tag[1]} is not in the config's metadata")
         body: dict[str, Any] = {"config": config.to_api()}
         if name:
             body["name"] = name
@@ -186,11 +201,29 @@ class FlyClient:
             body["skip_launch"] = True
         if lease_ttl_s:
             body["lease_ttl"] = lease_ttl_s
-        response = await self._call(
-            "Machines_create", "POST", f"/v1/apps/{self.app_name}/machines",
-            identifier=self.app_name, idempotent=False, json=body,
-        )
-        return Machine.model_validate(response.json())
+        last: FlyError | None = None
+        for attempt in range(1, (self._retry.attempts if tag is not None else 1) + 1):
+            try:
+                response = await self._call(
+                    "Machines_create", "POST", f"/v1/apps/{self.app_name}/machines",
+                    identifier=self.app_name, idempotent=False, json=body,
+                )
+                return Machine.model_validate(response.json())
+            except (FlyTimeout, FlyUnavailable, FlyNameTaken) as exc:
+                if tag is None or (isinstance(exc, FlyUnavailable) and not exc.request_sent):
+                    raise
+                last = exc
+            existing = await self.list_machines(metadata={tag[0]: tag[1]})
+            if existing:
+                log.warning("fly create outcome unknown; found the tagged machine", tag=f"{tag[0]}={tag[1]}",
+                            machine_id=existing[0].id, error=str(last))
+                return existing[0]
+            if isinstance(last, FlyNameTaken):
+                raise last
+            log.warning("fly create outcome unknown; no tagged machine, creating again", attempt=attempt,
+                        tag=f"{tag[0]}={tag[1]}", error=str(last))
+        assert last is not None
+        raise last
 
     async def get_machine(self, machine_id: str) -> Machine:
         """Fly spec operation ``Machines_show``. Raises FlyNotFound."""

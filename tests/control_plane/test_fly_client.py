@@ -354,3 +354,67 @@ def test_models_keep_unknown_fields_and_read_nulls():
     assert machine.events == [] and machine.last_exit() is None
     assert machine.config.to_api() == {"image": IMAGE, "dns": {"skip_registration": True}, "guest": {"memory_mb": 256}}
     assert machine.http_base_url() == "http://[fdaa:0:18:a7b:196:e274:9ce1:2]:8080"
+
+
+class _LosesCreateAnswers(httpx.AsyncBaseTransport):
+    """The real engine behind a proxy that answers the first ``n`` creates with ``status`` (408: Fly's proxy
+    timed out) or drops the connection (``status`` None), after the engine made the Machine."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, n: int, status: int | None) -> None:
+        self._inner, self._left, self._status = inner, n, status
+        self.creates = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/machines"):
+            self.creates += 1
+            if self._left > 0:
+                self._left -= 1
+                await response.aread()
+                if self._status is None:
+                    raise httpx.ReadError("connection lost after the request was sent", request=request)
+                return httpx.Response(self._status, json={"error": "deadline exceeded"}, request=request)
+        return response
+
+
+@pytest.mark.parametrize("status", [408, 504, None])
+async def test_a_create_whose_answer_is_lost_makes_no_second_machine(engine, transport, status):
+    lossy = _LosesCreateAnswers(transport, 1, status)
+    async with FlyClient(engine.base_url, TOKEN, APP, transport=lossy, retry=FAST_RETRY,
+                         rate_limiter=_fast_limits()) as fly:
+        config = _config("user-408", kit.py(kit.SLEEP))
+        machine = await fly.create_machine(config, name="user-408", skip_launch=True, tag=("user_id", "user-408"))
+        assert machine.metadata["user_id"] == "user-408"
+        tagged = await fly.list_machines(metadata={"user_id": "user-408"})
+        assert [m.id for m in tagged] == [machine.id] and lossy.creates == 1  # found by its tag, not sent again
+        # a later create of the same subscriber (e.g. a retried provisioning) finds it by the name it takes
+        again = await fly.create_machine(config, name="user-408", skip_launch=True, tag=("user_id", "user-408"))
+        assert again.id == machine.id and len(await fly.list_machines(metadata={"user_id": "user-408"})) == 1
+        # without a tag the unknown outcome is raised, never retried
+        lossy._left = 1
+        with pytest.raises((FlyTimeout, FlyUnavailable)):
+            await fly.create_machine(_config("user-untagged", kit.py(kit.SLEEP)), skip_launch=True)
+        assert lossy.creates == 3
+
+
+async def test_a_create_answered_408_before_anything_was_made_is_sent_again(engine, transport):
+    class NotMade(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.creates = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and request.url.path.endswith("/machines") and self.creates == 0:
+                self.creates += 1
+                return httpx.Response(408, json={"error": "deadline exceeded"}, request=request)
+            if request.method == "POST" and request.url.path.endswith("/machines"):
+                self.creates += 1
+            return await transport.handle_async_request(request)
+
+    proxy = NotMade()
+    async with FlyClient(engine.base_url, TOKEN, APP, transport=proxy, retry=FAST_RETRY,
+                         rate_limiter=_fast_limits()) as fly:
+        machine = await fly.create_machine(_config("user-new", kit.py(kit.SLEEP)), skip_launch=True,
+                                           tag=("user_id", "user-new"))
+        assert proxy.creates == 2 and [m.id for m in await fly.list_machines(metadata={"user_id": "user-new"})] == [
+            machine.id
+        ]

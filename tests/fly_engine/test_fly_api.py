@@ -246,3 +246,18 @@ async def test_requests_without_the_token_are_401(engine, spec, headers):
             response = await c.request(method, path, json=_create_body() if method == "POST" else None)
             assert response.status_code == 401
             assert "unauthorized" in response.json()["error"]
+
+
+@pytest.mark.parametrize("ttl", [10**12, 2**63, 31_536_001, 0, -5])
+async def test_a_lease_ttl_out_of_range_is_a_400_and_nothing_breaks(api, ttl):
+    """A lease ``ttl`` of 10^12 was accepted, and the next stop or delete answered 500
+    (``year 33715 is out of range``). The ttl is bounded (1 s .. 1 year); the machine stays usable."""
+    machine_id = (await _create(api, skip_launch=True))["id"]
+    bad = await api.post(f"{M}/{machine_id}/lease", json={"ttl": ttl})
+    assert bad.status_code == 400 and "ttl" in bad.json()["error"], bad.text
+    assert (await api.get(f"{M}/{machine_id}/lease")).status_code == 404  # nothing was held
+    created = await api.post(M, json={"config": {"image": "x", "guest": {"memory_mb": 256}}, "lease_ttl": ttl,
+                                      "skip_launch": True})
+    assert created.status_code == 400 and "lease_ttl" in created.json()["error"]
+    assert (await api.post(f"{M}/{machine_id}/stop")).status_code in (200, 412)
+    assert (await api.delete(f"{M}/{machine_id}", params={"force": "true"})).status_code == 200
