@@ -226,6 +226,55 @@ async def machines_list_events(request: web.Request) -> web.Response:
     return web.json_response(fleet.machine(app_name, machine_id).events_json(limit))
 
 
+async def machines_restart(request: web.Request) -> web.Response:
+    fleet, app_name, machine_id = _ids(request)
+    fleet.machine(app_name, machine_id)
+    body = {k: request.query[k] for k in ("signal", "timeout") if request.query.get(k)}
+    await fleet.restart(app_name, machine_id, request.headers.get(NONCE_HEADER), body)
+    return _ok()
+
+
+async def apps_delete(request: web.Request) -> web.Response:
+    fleet = request.app[_FLEET]
+    fleet.delete_app(request.match_info["app_name"])
+    return web.Response(status=202)
+
+
+# -- metadata --------------------------------------------------------------------------
+
+
+async def metadata_show(request: web.Request) -> web.Response:
+    fleet, app_name, machine_id = _ids(request)
+    return web.json_response(fleet.metadata(app_name, machine_id))
+
+
+async def metadata_get_key(request: web.Request) -> web.Response:
+    fleet, app_name, machine_id = _ids(request)
+    key = request.match_info["key"]
+    metadata = fleet.metadata(app_name, machine_id)
+    if key not in metadata:
+        raise ApiError(404, f"metadata key not found: {key}")
+    return web.json_response({"value": metadata[key]})
+
+
+async def metadata_upsert(request: web.Request) -> web.Response:
+    fleet, app_name, machine_id = _ids(request)
+    fleet.machine(app_name, machine_id)
+    body = await _body(request, required=True)
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, str):
+        raise bad_request("value: expected a string")
+    fleet.set_metadata(app_name, machine_id, request.headers.get(NONCE_HEADER), request.match_info["key"], value)
+    return web.Response(status=204)
+
+
+async def metadata_delete(request: web.Request) -> web.Response:
+    fleet, app_name, machine_id = _ids(request)
+    fleet.machine(app_name, machine_id)
+    fleet.set_metadata(app_name, machine_id, request.headers.get(NONCE_HEADER), request.match_info["key"], None)
+    return web.Response(status=204)
+
+
 # -- leases ----------------------------------------------------------------------------
 
 
@@ -255,6 +304,12 @@ async def lease_release(request: web.Request) -> web.Response:
 ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "/v1/apps", apps_create, "Apps_create"),
     ("GET", "/v1/apps/{app_name}", apps_show, "Apps_show"),
+    ("DELETE", "/v1/apps/{app_name}", apps_delete, "Apps_delete"),
+    ("POST", "/v1/apps/{app_name}/machines/{machine_id}/restart", machines_restart, "Machines_restart"),
+    ("GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata", metadata_show, "Machines_show_metadata"),
+    ("GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", metadata_get_key, "Machines_get_metadata_key"),
+    ("POST", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", metadata_upsert, "Machines_upsert_metadata"),
+    ("DELETE", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", metadata_delete, "Machines_delete_metadata"),
     ("GET", "/v1/apps/{app_name}/machines", machines_list, "Machines_list"),
     ("POST", "/v1/apps/{app_name}/machines", machines_create, "Machines_create"),
     ("GET", "/v1/apps/{app_name}/machines/{machine_id}", machines_show, "Machines_show"),

@@ -233,6 +233,45 @@ class Fleet:
                 machine.transition("stopping", "stop", "user")
             supervisor.request_stop("stop", spec)
 
+    async def restart(self, app_name: str, machine_id: str, nonce: str | None, body: Any) -> None:
+        """Fly spec operation ``Machines_restart``: stop (``signal``, ``timeout`` as for stop), then start
+        the same version. Raises 412 when the Machine is not running."""
+        async with self.lock(machine_id):
+            machine = self._live(app_name, machine_id, nonce)
+            if machine.state not in _RUNNING:
+                raise precondition_failed(f"machine is not running, refusing to restart (state {machine.state})")
+            spec = parse_stop_request(body, self._stop_spec(machine))
+            supervisor = self.supervisor(machine_id)
+            machine.transition("stopping", "restart", "user")
+            supervisor.request_stop("restart", spec)
+            await supervisor.finished()
+            self._start(machine)
+
+    def metadata(self, app_name: str, machine_id: str) -> dict[str, str]:
+        """Fly spec operation ``Machines_show_metadata`` (the config's ``metadata``)."""
+        return dict(self.machine(app_name, machine_id).config.get("metadata") or {})
+
+    def set_metadata(self, app_name: str, machine_id: str, nonce: str | None, key: str, value: str | None) -> None:
+        """Fly spec operations ``Machines_upsert_metadata`` (``value``) and ``Machines_delete_metadata``
+        (None). The Machine keeps its version. Raises 404 for a missing key on delete."""
+        machine = self._live(app_name, machine_id, nonce)
+        metadata = dict(machine.config.get("metadata") or {})
+        if value is None:
+            if key not in metadata:
+                raise not_found(f"metadata key not found: {key}")
+            del metadata[key]
+        else:
+            metadata[key] = value
+        machine.config = {**machine.config, "metadata": metadata}
+
+    def delete_app(self, name: str) -> None:
+        """Fly spec operation ``Apps_delete``. Raises 404; 412 while it has Machines that are not destroyed."""
+        app = self.app(name)
+        live = [m.id for m in app.machines.values() if m.state != "destroyed"]
+        if live:
+            raise precondition_failed(f"app {name} still has machines: {', '.join(sorted(live))}")
+        del self.apps[name]
+
     async def update(self, app_name: str, machine_id: str, nonce: str | None, request: UpdateRequest) -> Machine:
         """Fly spec operation ``Machines_update``: new config and version; a running Machine
         is stopped (``replacing``) and started with the new config, a stopped one is

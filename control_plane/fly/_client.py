@@ -153,6 +153,12 @@ class FlyClient:
             body["network"] = network
         await self._call("Apps_create", "POST", "/v1/apps", identifier=self.app_name, idempotent=False, json=body)
 
+    async def delete_app(self) -> None:
+        """Fly spec operation ``Apps_delete`` (202). Raises FlyNotFound; FlyConflict while it has Machines."""
+        await self._call(
+            "Apps_delete", "DELETE", f"/v1/apps/{self.app_name}", identifier=self.app_name, idempotent=False
+        )
+
     async def get_app(self) -> App:
         """Fly spec operation ``Apps_show``. Raises FlyNotFound."""
         response = await self._call(
@@ -320,6 +326,45 @@ class FlyClient:
         )
         body = response.json() if response.content else {}
         return body.get("previous_state") if isinstance(body, dict) else None
+
+    async def restart(
+        self, machine_id: str, *, signal: str | None = None, timeout_s: float | None = None,
+        lease_nonce: str | None = None,
+    ) -> None:
+        """Fly spec operation ``Machines_restart``: stop with ``signal`` (SIGKILL after ``timeout_s``),
+        then start the same version. Raises FlyConflict (412) when it is not running, FlyNotFound, LeaseHeld."""
+        params: dict[str, str] = {}
+        if signal:
+            params["signal"] = signal
+        if timeout_s is not None:
+            params["timeout"] = _duration(timeout_s)
+        await self._call(
+            "Machines_restart", "POST", self._machine_path(machine_id, "/restart"),
+            identifier=machine_id, idempotent=False, params=params, nonce=lease_nonce,
+        )
+
+    async def get_metadata(self, machine_id: str) -> dict[str, str]:
+        """Fly spec operation ``Machines_show_metadata``: the Machine's metadata. Raises FlyNotFound."""
+        response = await self._call(
+            "Machines_show_metadata", "GET", self._machine_path(machine_id, "/metadata"),
+            identifier=machine_id, idempotent=True,
+        )
+        body = response.json() if response.content else {}
+        return {str(k): str(v) for k, v in (body or {}).items()}
+
+    async def set_metadata(self, machine_id: str, key: str, value: str, *, lease_nonce: str | None = None) -> None:
+        """Fly spec operation ``Machines_upsert_metadata`` (idempotent: the same value twice is one state)."""
+        await self._call(
+            "Machines_upsert_metadata", "POST", self._machine_path(machine_id, f"/metadata/{key}"),
+            identifier=machine_id, idempotent=True, json={"value": value}, nonce=lease_nonce,
+        )
+
+    async def delete_metadata(self, machine_id: str, key: str, *, lease_nonce: str | None = None) -> None:
+        """Fly spec operation ``Machines_delete_metadata``. Raises FlyNotFound for a missing key."""
+        await self._call(
+            "Machines_delete_metadata", "DELETE", self._machine_path(machine_id, f"/metadata/{key}"),
+            identifier=machine_id, idempotent=False, nonce=lease_nonce,
+        )
 
     async def update_machine(
         self,

@@ -418,3 +418,36 @@ async def test_a_create_answered_408_before_anything_was_made_is_sent_again(engi
         assert proxy.creates == 2 and [m.id for m in await fly.list_machines(metadata={"user_id": "user-new"})] == [
             machine.id
         ]
+
+
+async def test_restart_metadata_and_app_delete(fly, transport, engine):
+    config = _config("user-meta", kit.py(kit.SLEEP))
+    machine = await fly.create_machine(config, name="user-meta", tag=("user_id", "user-meta"))
+    await fly.wait(machine.id, "started", timeout_s=15)
+    # restart: stopped and started again, same version, a new process
+    events_before = len([e for e in await fly.list_events(machine.id, limit=50) if e.type == "start"])
+    await fly.restart(machine.id, signal="SIGKILL", timeout_s=2)
+    await fly.wait(machine.id, "started", timeout_s=15)
+    shown = await fly.get_machine(machine.id)
+    assert shown.state == "started" and shown.instance_id == machine.instance_id
+    starts = [e for e in await fly.list_events(machine.id, limit=50) if e.type == "start"]
+    assert len(starts) > events_before
+    # metadata: read, upsert, delete; list filters see the change
+    assert (await fly.get_metadata(machine.id))["user_id"] == "user-meta"
+    await fly.set_metadata(machine.id, "rollout", "canary")
+    assert (await fly.get_metadata(machine.id))["rollout"] == "canary"
+    assert [m.id for m in await fly.list_machines(metadata={"rollout": "canary"})] == [machine.id]
+    await fly.delete_metadata(machine.id, "rollout")
+    assert "rollout" not in await fly.get_metadata(machine.id)
+    with pytest.raises(FlyNotFound):
+        await fly.delete_metadata(machine.id, "rollout")
+    # an app with a live machine cannot be deleted; once it is destroyed it can
+    with pytest.raises(FlyConflict):
+        await fly.delete_app()
+    await fly.destroy(machine.id, force=True)
+    await fly.delete_app()
+    with pytest.raises(FlyNotFound):
+        await fly.get_app()
+    operations = {op for op, _ in transport.checked}
+    assert {"Machines_restart", "Machines_show_metadata", "Machines_upsert_metadata", "Machines_delete_metadata",
+            "Apps_delete"} <= operations  # every exchange validated against the spec
