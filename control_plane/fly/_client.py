@@ -106,10 +106,16 @@ class FlyClient:
                 raise FlyUnavailable(operation, None, f"cannot connect: {exc!r}", request_sent=False) from exc
             except httpx.TransportError as exc:
                 raise FlyUnavailable(operation, None, f"transport error: {exc!r}") from exc
-        log.debug("fly request", operation=operation, method=method, path=path, status=response.status_code)
+        request_id = response.headers.get("fly-request-id")
         if response.is_success:
+            log.debug("fly request", operation=operation, method=method, path=path, status=response.status_code,
+                      fly_request_id=request_id)
             return response
-        raise error_from_response(operation, response)
+        error = error_from_response(operation, response)
+        error.request_id = request_id
+        log.info("fly request failed", operation=operation, method=method, path=path, status=response.status_code,
+                 fly_request_id=request_id, error=error.message[:300])
+        raise error
 
     async def _call(
         self,

@@ -51,6 +51,7 @@ class FlyError(Exception):
         self.operation = operation
         self.status = status
         self.message = message
+        self.request_id: str | None = None  # Fly's ``fly-request-id`` response header, for Fly support
         where = f"HTTP {status}" if status is not None else "no response"
         super().__init__(f"{operation}: {where}: {message}")
 

@@ -451,3 +451,14 @@ async def test_restart_metadata_and_app_delete(fly, transport, engine):
     operations = {op for op, _ in transport.checked}
     assert {"Machines_restart", "Machines_show_metadata", "Machines_upsert_metadata", "Machines_delete_metadata",
             "Apps_delete"} <= operations  # every exchange validated against the spec
+
+
+async def test_fly_request_id_is_logged_and_kept_on_errors():
+    from structlog.testing import capture_logs
+
+    client, _ = _mock([(404, {"fly-request-id": "01REQ-404"}, {"error": "machine not found"})])
+    async with client:
+        with capture_logs() as logs, pytest.raises(FlyNotFound) as err:
+            await client.get_machine("0123456789abcd")
+    assert err.value.request_id == "01REQ-404"
+    assert any(e.get("fly_request_id") == "01REQ-404" and e["event"] == "fly request failed" for e in logs), logs
