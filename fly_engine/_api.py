@@ -240,6 +240,54 @@ async def apps_delete(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
+# -- secrets ---------------------------------------------------------------------------
+
+
+async def secrets_list(request: web.Request) -> web.Response:
+    app = request.app[_FLEET].app(request.match_info["app_name"])
+    show = _flag(request, "show_secrets")
+    return web.json_response({"secrets": [app.secret_json(name, show) for name in sorted(app.secrets)]})
+
+
+async def secrets_update(request: web.Request) -> web.Response:
+    app = request.app[_FLEET].app(request.match_info["app_name"])
+    body = await _body(request, required=True)
+    values = body.get("values") if isinstance(body, dict) else None
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and k and (v is None or isinstance(v, str)) for k, v in values.items()
+    ):
+        raise bad_request("values: expected an object of secret name -> string (or null to unset)")
+    version = app.set_secrets(values)
+    return web.json_response({"secrets": [app.secret_json(n, False) for n in sorted(app.secrets)], "version": version})
+
+
+async def secret_get(request: web.Request) -> web.Response:
+    app = request.app[_FLEET].app(request.match_info["app_name"])
+    name = request.match_info["secret_name"]
+    if name not in app.secrets:
+        raise ApiError(404, f"secret not found: {name}")
+    return web.json_response(app.secret_json(name, _flag(request, "show_secrets")))
+
+
+async def secret_create(request: web.Request) -> web.Response:
+    app = request.app[_FLEET].app(request.match_info["app_name"])
+    name = request.match_info["secret_name"]
+    body = await _body(request, required=True)
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, str):
+        raise bad_request("value: expected a string")
+    version = app.set_secrets({name: value})
+    return web.json_response({**app.secret_json(name, False), "version": version}, status=201)
+
+
+async def secret_delete(request: web.Request) -> web.Response:
+    app = request.app[_FLEET].app(request.match_info["app_name"])
+    name = request.match_info["secret_name"]
+    if name not in app.secrets:
+        raise ApiError(404, f"secret not found: {name}")
+    return web.json_response({"version": app.set_secrets({name: None})})
+
+
 # -- metadata --------------------------------------------------------------------------
 
 
@@ -305,6 +353,11 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "/v1/apps", apps_create, "Apps_create"),
     ("GET", "/v1/apps/{app_name}", apps_show, "Apps_show"),
     ("DELETE", "/v1/apps/{app_name}", apps_delete, "Apps_delete"),
+    ("GET", "/v1/apps/{app_name}/secrets", secrets_list, "Secrets_list"),
+    ("POST", "/v1/apps/{app_name}/secrets", secrets_update, "Secrets_update"),
+    ("GET", "/v1/apps/{app_name}/secrets/{secret_name}", secret_get, "Secret_get"),
+    ("POST", "/v1/apps/{app_name}/secrets/{secret_name}", secret_create, "Secret_create"),
+    ("DELETE", "/v1/apps/{app_name}/secrets/{secret_name}", secret_delete, "Secret_delete"),
     ("POST", "/v1/apps/{app_name}/machines/{machine_id}/restart", machines_restart, "Machines_restart"),
     ("GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata", metadata_show, "Machines_show_metadata"),
     ("GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", metadata_get_key, "Machines_get_metadata_key"),

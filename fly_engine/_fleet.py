@@ -9,6 +9,7 @@ for an operation the Machine's state does not allow, 422 ``name_taken``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import time
@@ -43,6 +44,32 @@ class App:
     id: str = field(default_factory=new_machine_id)
     created_at: str = field(default_factory=iso_now)
     machines: dict[str, Machine] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {value, digest, created_at, updated_at}
+    secrets_version: int = 0
+
+    def secret_env(self) -> dict[str, str]:
+        """The app's secrets as a Machine sees them: environment variables, name -> value."""
+        return {name: item["value"] for name, item in self.secrets.items()}
+
+    def set_secrets(self, values: dict[str, str | None]) -> int:
+        """Set (a string) or unset (None) each secret; returns the new secrets version."""
+        now = iso_now()
+        for name, value in values.items():
+            if value is None:
+                self.secrets.pop(name, None)
+                continue
+            created = self.secrets.get(name, {}).get("created_at", now)
+            digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+            self.secrets[name] = {"value": value, "digest": digest, "created_at": created, "updated_at": now}
+        self.secrets_version += 1
+        return self.secrets_version
+
+    def secret_json(self, name: str, show_value: bool) -> dict[str, str]:
+        item = self.secrets[name]
+        out = {"name": name, "digest": item["digest"], "created_at": item["created_at"], "updated_at": item["updated_at"]}
+        if show_value:
+            out["value"] = item["value"]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         live = [m for m in self.machines.values() if m.state != "destroyed"]
@@ -184,7 +211,7 @@ class Fleet:
             config=config,
         )
         app.machines[machine.id] = machine
-        self._supervisors[machine.id] = Supervisor(machine, self.options)
+        self._supervisors[machine.id] = Supervisor(machine, self.options, app.secret_env)
         machine.transition("created", "launch", "user")
         nonce = None
         if request.lease_ttl_s:

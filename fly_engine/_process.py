@@ -125,15 +125,19 @@ def build_env(
     config: Mapping[str, Any],
     fly_env: Mapping[str, str],
     passthrough: Sequence[str],
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment of a Machine's process.
 
     ``PATH`` and the ``passthrough`` variables of the engine's own environment, then the
-    config's ``env``, then ``fly_env`` (``FLY_*`` variables and the port variable), each
-    overriding the previous. Nothing else of the engine's environment is passed.
+    config's ``env``, then the app's ``secrets`` (as Fly exposes app secrets: environment
+    variables, read when the process starts), then ``fly_env`` (``FLY_*`` variables and the
+    port variable), each overriding the previous. Nothing else of the engine's environment
+    is passed.
     """
     env = {key: os.environ[key] for key in ("PATH", *passthrough) if key in os.environ}
     env.update(config.get("env") or {})
+    env.update(secrets or {})
     env.update(fly_env)
     return env
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal as _signal
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -33,9 +34,12 @@ EXIT_CANNOT_EXECUTE = 127
 class Supervisor:
     """Process supervisor of one Machine."""
 
-    def __init__(self, machine: Machine, options: EngineOptions) -> None:
+    def __init__(
+        self, machine: Machine, options: EngineOptions, secrets: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
         self.machine = machine
         self._options = options
+        self._secrets = secrets or dict
         self._task: asyncio.Task[None] | None = None
         self._proc: MachineProcess | None = None
         self._stop_reason: str | None = None
@@ -153,7 +157,7 @@ class Supervisor:
         config = machine.config
         log_path = options.log_path(machine.id)
         argv = resolve_command(config, options.image_commands, options.default_command)
-        env = build_env(config, self._fly_env(), options.env_passthrough)
+        env = build_env(config, self._fly_env(), options.env_passthrough, self._secrets())
         try:
             proc = await MachineProcess.spawn(argv, env, options.workdir(machine.id), log_path)
         except OSError as exc:

@@ -165,6 +165,31 @@ class FlyClient:
             "Apps_delete", "DELETE", f"/v1/apps/{self.app_name}", identifier=self.app_name, idempotent=False
         )
 
+    async def list_secrets(self) -> dict[str, str]:
+        """Fly spec operation ``Secrets_list``: secret name -> digest (values are never returned)."""
+        response = await self._call(
+            "Secrets_list", "GET", f"/v1/apps/{self.app_name}/secrets", identifier=self.app_name, idempotent=True
+        )
+        return {item["name"]: item.get("digest", "") for item in (response.json() or {}).get("secrets") or []}
+
+    async def set_secrets(self, values: Mapping[str, str | None]) -> int:
+        """Fly spec operation ``Secrets_update``: set each secret (None unsets it); returns the new
+        secrets version (a Machine created with ``min_secrets_version`` at least this sees them).
+        Values are never logged."""
+        response = await self._call(
+            "Secrets_update", "POST", f"/v1/apps/{self.app_name}/secrets", identifier=self.app_name,
+            idempotent=True, json={"values": dict(values)},
+        )
+        return int((response.json() or {}).get("version") or 0)
+
+    async def delete_secret(self, name: str) -> int:
+        """Fly spec operation ``Secret_delete``; returns the new secrets version. Raises FlyNotFound."""
+        response = await self._call(
+            "Secret_delete", "DELETE", f"/v1/apps/{self.app_name}/secrets/{name}", identifier=self.app_name,
+            idempotent=False,
+        )
+        return int((response.json() or {}).get("version") or 0)
+
     async def get_app(self) -> App:
         """Fly spec operation ``Apps_show``. Raises FlyNotFound."""
         response = await self._call(

@@ -462,3 +462,27 @@ async def test_fly_request_id_is_logged_and_kept_on_errors():
             await client.get_machine("0123456789abcd")
     assert err.value.request_id == "01REQ-404"
     assert any(e.get("fly_request_id") == "01REQ-404" and e["event"] == "fly request failed" for e in logs), logs
+
+
+async def test_app_secrets_reach_machines_started_after_they_are_set(fly, transport, tmp_path):
+    version = await fly.set_secrets({"MACHINE_TOKEN": "s3cr3t-token", "DATABASE_URL": "postgres://u:p@h/db"})
+    assert version >= 1 and set(await fly.list_secrets()) == {"MACHINE_TOKEN", "DATABASE_URL"}
+    out = tmp_path / "env.json"
+    machine = await fly.create_machine(_config("user-sec", kit.py(kit.ENV_DUMP_AND_SLEEP), {"OUT": str(out)}),
+                                       name="user-sec", tag=("user_id", "user-sec"))
+    await kit.eventually(out.exists)
+    env = json.loads(out.read_text())
+    assert (env["MACHINE_TOKEN"], env["DATABASE_URL"]) == ("s3cr3t-token", "postgres://u:p@h/db")
+    assert await fly.delete_secret("DATABASE_URL") == version + 1
+    assert set(await fly.list_secrets()) == {"MACHINE_TOKEN"}
+    with pytest.raises(FlyNotFound):
+        await fly.delete_secret("DATABASE_URL")
+    listed = await transport_get(fly, "/secrets")
+    assert all("value" not in item for item in listed["secrets"])  # values only with show_secrets
+    await fly.destroy(machine.id, force=True)
+    assert {"Secrets_update", "Secrets_list", "Secret_delete"} <= {op for op, _ in transport.checked}
+
+
+async def transport_get(fly, suffix: str):
+    response = await fly._http.get(f"/v1/apps/{fly.app_name}{suffix}")
+    return response.json()
