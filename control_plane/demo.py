@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
@@ -41,6 +41,7 @@ from rich.table import Table
 from control_plane.local import REPO_ROOT, LocalStack
 from control_plane.settings import ControlPlaneSettings
 from control_plane.traders import insert_trader, load_spec, validate_code
+from machine.market import MalformedMessage, parse_exchange_symbols
 
 __all__ = ["DEMO_EMAIL", "open_demo_log", "run_demo", "summary"]
 
@@ -162,13 +163,8 @@ async def _tick_sizes(rest_url: str) -> dict[str, Decimal]:
     try:
         async with httpx.AsyncClient(timeout=10.0) as http:
             info = (await http.get(rest_url.rstrip("/") + "/api/v3/exchangeInfo")).json()
-        out = {}
-        for entry in info.get("symbols", []):
-            for f in entry.get("filters", []):
-                if f.get("filterType") == "PRICE_FILTER":
-                    out[entry["symbol"]] = Decimal(f["tickSize"]).normalize()
-        return out
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidOperation):
+        return {i.symbol: i.tick_size.normalize() for i in parse_exchange_symbols(info)}
+    except (httpx.HTTPError, ValueError, MalformedMessage):
         return {}
 
 

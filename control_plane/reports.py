@@ -16,6 +16,9 @@ from uuid import UUID
 
 import asyncpg
 
+from machine.accounts import equity
+from machine.money import notional
+
 __all__ = ["FILL_COLUMNS", "FILL_RULE", "fills", "trader_books", "write_fills_csv"]
 
 FILL_COLUMNS = ("time_ms", "trader_id", "symbol", "side", "purpose", "quantity", "price", "quote_quantity", "fee",
@@ -24,7 +27,6 @@ FILL_RULE = (
     "market orders: last price moved against the taker by slippage_bps; take-profit: its level, or better on a gap "
     "(maker rate); stop-loss: the worse of its level and the price when it triggers; commission in the asset received"
 )
-_EIGHT_DP = Decimal("0.00000001")
 
 
 async def fills(
@@ -58,7 +60,7 @@ async def fills(
             "purpose": purpose,
             "quantity": _s(r["quantity"]),
             "price": _s(r["price"]),
-            "quote_quantity": _s((r["price"] * r["quantity"]).quantize(_EIGHT_DP)),
+            "quote_quantity": _s(notional(r["price"], r["quantity"])),
             "fee": _s(r["fee"]),
             "fee_asset": r["fee_asset"],
             "position_id": str(r["position_id"]),
@@ -98,19 +100,13 @@ async def trader_books(pool: asyncpg.Pool, user_id: UUID) -> list[dict[str, Any]
             "SELECT count(*) FILTER (WHERE status = 'open') AS open, count(*) FILTER (WHERE status = 'closed') AS closed, "
             "COALESCE(sum(pnl) FILTER (WHERE status = 'closed'), 0) AS pnl FROM positions WHERE trader_id = $1", t["id"])
         quote = t["quote_asset"]
-        equity: Decimal | None = None
+        value: Decimal | None = None
         if quote is not None:
-            equity = Decimal(0)
-            for asset, (free, locked) in balances.items():
-                amount = free + locked
-                if asset == quote:
-                    equity += amount
-                elif amount:
-                    price = await pool.fetchval(
-                        "SELECT price FROM trades WHERE trader_id = $1 AND symbol = $2 AND status = 'filled' "
-                        "ORDER BY executed_at DESC LIMIT 1", t["id"], asset + quote)
-                    equity += amount * (price or 0)
-            equity = equity.quantize(_EIGHT_DP)
+            last_fill = {r["symbol"]: r["price"] for r in await pool.fetch(
+                "SELECT DISTINCT ON (symbol) symbol, price FROM trades WHERE trader_id = $1 AND status = 'filled' "
+                "ORDER BY symbol, executed_at DESC", t["id"])}  # fmt: skip
+            # every held asset was bought or sold by a fill, so each has a price here
+            value = equity(balances, quote, lambda asset, q=quote, p=last_fill: p.get(asset + q))
         out.append({
             "id": str(t["id"]),
             "name": t["name"],
@@ -119,7 +115,7 @@ async def trader_books(pool: asyncpg.Pool, user_id: UUID) -> list[dict[str, Any]
             "quote_asset": quote,
             "start_balance": _s(t["start_balance"]) if t["start_balance"] is not None else None,
             "balances": {a: {"free": _s(f), "locked": _s(lk)} for a, (f, lk) in balances.items()},
-            "equity": _s(equity) if equity is not None else None,
+            "equity": _s(value) if value is not None else None,
             "open_positions": positions["open"],
             "closed_positions": positions["closed"],
             "realized_pnl": _s(positions["pnl"]),

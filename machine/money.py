@@ -13,7 +13,6 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 __all__ = [
     "EIGHT_DP",
-    "fee",
     "notional",
     "quantity_for_notional",
     "round_to_tick",
@@ -27,15 +26,6 @@ _HUNDRED = Decimal(100)
 def notional(price: Decimal, quantity: Decimal) -> Decimal:
     """``price * quantity`` in the quote asset, quantized to 8 dp."""
     return (price * quantity).quantize(EIGHT_DP, rounding=ROUND_HALF_EVEN)
-
-
-def fee(price: Decimal, quantity: Decimal, rate: Decimal) -> Decimal:
-    """Taker fee in the quote asset: ``notional * rate`` quantized to 8 dp.
-
-    Binance charges spot fees on the received asset; paper trading charges
-    every fill in the quote asset so that balances stay in one currency.
-    """
-    return (notional(price, quantity) * rate).quantize(EIGHT_DP, rounding=ROUND_HALF_EVEN)
 
 
 def quantity_for_notional(target_quote: Decimal, price: Decimal, step_size: Decimal, min_qty: Decimal = Decimal(0)) -> Decimal:

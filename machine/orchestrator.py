@@ -99,14 +99,7 @@ class Machine:
 
         self._rest = BinanceRest(s.binance_rest_url)
         infos = await self._rest.exchange_symbols(s.quote_asset)
-        self._rules = {
-            i.symbol: SymbolRules(
-                i.tick_size, i.step_size, i.min_qty, i.min_notional, i.base_asset, i.quote_asset, i.min_price,
-                i.max_price, i.max_qty, i.market_min_qty, i.market_max_qty, i.market_step_size, i.max_notional,
-                i.apply_min_to_market, i.apply_max_to_market, i.avg_price_mins, i.percent_price_by_side,
-            )
-            for i in infos
-        }
+        self._rules = {i.symbol: SymbolRules.from_info(i) for i in infos}
         self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
         self.timers = Timers(close_grace_s=s.close_grace_s)
         self.store.add_close_listener(self.timers.on_kline_closed)
@@ -319,15 +312,9 @@ class Machine:
 
     # ================================================================ positions
     def _avg_price(self, symbol: str) -> Decimal | None:
-        """Volume-weighted price of the newest ``avgPriceMins`` 1m candles (Binance ``avgPrice``), else None."""
+        """The symbol's average price over its NOTIONAL ``avgPriceMins`` (``MarketStore.avg_price``)."""
         rules = self._rules.get(symbol)
-        if rules is None or "1m" not in self.store.intervals:
-            return None
-        window = self.store.klines(symbol, "1m")[:, -rules.avg_price_mins:]  # (11, n): columns are candles
-        volume = float(window[5].sum()) if window.shape[1] else 0.0
-        if volume <= 0:
-            return None
-        return Decimal(repr(float(window[7].sum()) / volume))
+        return None if rules is None else self.store.avg_price(symbol, rules.avg_price_mins)
 
     async def _close_position(self, position: PositionRecord, reason: str, trigger: Trigger | None = None) -> Any:
         return await self.execution.close(position, reason, trigger)

@@ -122,7 +122,7 @@ def _cpu_s() -> float:
 class Runner:
     """Compiled filters and the batch loop of one worker."""
 
-    def __init__(self, market: MarketReader, helpers: Mapping[str, Any], residue: Residue | None = None) -> None:
+    def __init__(self, market: MarketReader, helpers: Mapping[str, Any], residue: Residue) -> None:
         self.market = market
         self.globals = base_globals(helpers)
         self.filters: dict[str, CodeType] = {}
@@ -138,8 +138,6 @@ class Runner:
         """
         if msg.get("op") != "eval":
             raise ProtocolError(f"unknown op {msg.get('op')!r}")
-        if self.residue is None:
-            return fit_batch_reply(self.evaluate(msg))
         self.residue.begin()
         reply = self.evaluate(msg)  # the batch's globals die with its frame, here
         started = self.market.ticks_started  # a new tick dropped the older ticks' results

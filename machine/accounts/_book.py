@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
+from machine.money import EIGHT_DP, notional
+
 __all__ = [
     "RESERVE_MARGIN",
     "BalanceChange",
@@ -48,7 +50,6 @@ __all__ = [
     "realised_pnl",
 ]
 
-_EIGHT_DP = Decimal("0.00000001")
 _HUNDRED = Decimal(100)
 RESERVE_MARGIN = Decimal("0.01")
 """An open reserves its notional at the intent's price plus this share: the fill's price may move by that much."""
@@ -67,11 +68,7 @@ class BalanceChange:
 
 
 def _q(value: Decimal) -> Decimal:
-    return value.quantize(_EIGHT_DP, rounding=ROUND_HALF_EVEN)
-
-
-def _notional(price: Decimal, quantity: Decimal) -> Decimal:
-    return _q(price * quantity)
+    return value.quantize(EIGHT_DP, rounding=ROUND_HALF_EVEN)
 
 
 def commission(side: str, price: Decimal, quantity: Decimal, rate: Decimal) -> Decimal:
@@ -83,7 +80,7 @@ def commission(side: str, price: Decimal, quantity: Decimal, rate: Decimal) -> D
     if side == "BUY":
         return _q(quantity * rate)
     if side == "SELL":
-        return _q(_notional(price, quantity) * rate)
+        return _q(notional(price, quantity) * rate)
     raise ValueError(f"side must be BUY or SELL, got {side!r}")
 
 
@@ -100,7 +97,7 @@ def open_reservation(price: Decimal, quantity: Decimal) -> Decimal:
     A long's BUY spends the notional (its commission is paid in base); a short
     locks its notional as collateral (its commission comes out of the proceeds).
     """
-    return (price * quantity * (1 + RESERVE_MARGIN)).quantize(_EIGHT_DP, rounding=ROUND_CEILING)
+    return (price * quantity * (1 + RESERVE_MARGIN)).quantize(EIGHT_DP, rounding=ROUND_CEILING)
 
 
 def open_fill_changes(
@@ -119,7 +116,7 @@ def open_fill_changes(
         is owed); the quote the position keeps locked (long 0; short collateral
         ``N`` plus proceeds ``N - fee``, where ``N = price * quantity``).
     """
-    n = _notional(price, quantity)
+    n = notional(price, quantity)
     if side == "long":
         return (
             [BalanceChange(quote_asset, reserved - n, -reserved), BalanceChange(base_asset, quantity - fee)],
@@ -149,7 +146,7 @@ def close_quantity(side: str, held: Decimal, rate: Decimal, step_size: Decimal) 
     if side == "short":
         gross = held / (1 - rate)
         if step_size <= 0:
-            return gross.quantize(_EIGHT_DP, rounding=ROUND_CEILING)
+            return gross.quantize(EIGHT_DP, rounding=ROUND_CEILING)
         qty = (gross / step_size).to_integral_value(rounding=ROUND_CEILING) * step_size
         while qty - commission("BUY", Decimal(0), qty, rate) < held:  # rounding of the commission
             qty += step_size
@@ -165,7 +162,7 @@ def close_fill_changes(
     Long (SELL): base ``-quantity``; quote ``+ N - fee``. Short (BUY): base
     ``+ quantity - fee`` (repays the debt); quote locked released, ``N`` paid.
     """
-    n = _notional(price, quantity)
+    n = notional(price, quantity)
     if side == "long":
         return [BalanceChange(base_asset, -quantity), BalanceChange(quote_asset, n - fee)]
     if side == "short":
@@ -191,8 +188,8 @@ def realised_pnl(
     not part of it; it stays on the account (and in :func:`equity`).
     ``pnl_percent = pnl / entry N * 100`` rounded to 4 dp.
     """
-    entry_n = _notional(entry_price, entry_quantity)
-    exit_n = _notional(exit_price, exit_quantity)
+    entry_n = notional(entry_price, entry_quantity)
+    exit_n = notional(exit_price, exit_quantity)
     if side == "long":
         pnl = exit_n - exit_fee - entry_n
     elif side == "short":

@@ -14,7 +14,7 @@ ever more than the decision asked for:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 __all__ = ["SymbolRules", "level_problem", "market_quantity_problem", "notional_problem", "round_level"]
@@ -46,6 +46,11 @@ class SymbolRules:
     apply_max_to_market: bool = False
     avg_price_mins: int = 5
     percent_price_by_side: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
+
+    @classmethod
+    def from_info(cls, info: object) -> SymbolRules:
+        """The rules of a ``machine.market.SymbolInfo`` (every field of the same name)."""
+        return cls(**{f.name: getattr(info, f.name) for f in fields(cls)})
 
 
 def round_level(position_side: str, level: Decimal, entry: Decimal, tick_size: Decimal) -> Decimal:

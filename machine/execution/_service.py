@@ -23,7 +23,7 @@ from machine.execution._errors import NoPrice, RiskDenied
 from machine.execution._fill_rules import market_fill_price
 from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
-from machine.money import quantity_for_notional, sl_tp_from_pct
+from machine.money import EIGHT_DP, quantity_for_notional, sl_tp_from_pct
 from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
 from machine.traders import TraderConfig
 
@@ -131,6 +131,7 @@ class ExecutionService:
             expected = market_fill_price(order_side, price, getattr(executor, "slippage_bps", Decimal(0)), rules.tick_size)
             sl, tp = self._levels(trader, side, expected, rules, stop_loss, take_profit, avg)
             position_id = uuid.uuid4()
+            reserved = open_reservation(price, qty)
             try:
                 trade = await self._repo.create_open_intent(
                     signal_id=signal_id,
@@ -142,7 +143,7 @@ class ExecutionService:
                     quantity=qty,
                     client_order_id=client_order_id(position_id, "open"),
                     position_id=position_id,
-                    reserve=open_reservation(price, qty),
+                    reserve=reserved,
                     quote_asset=quote,
                 )
             except InsufficientFunds as exc:
@@ -156,7 +157,6 @@ class ExecutionService:
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
             raise
         self.orders_sent += 1
-        reserved = open_reservation(price, qty)
         changes, held, locked = open_fill_changes(side, base, quote, fill.price, fill.quantity, fill.fee, reserved)
         default_sl, default_tp = self._default_levels(trader, side, fill.price, rules)
         sl = sl if stop_loss is not None else default_sl
@@ -272,4 +272,4 @@ def _fee_in_quote(fill: Fill, quote: str) -> Decimal:
     """The fill's commission valued in the quote asset (a base-asset commission at the fill's price), 8 dp."""
     if fill.fee_asset == quote:
         return fill.fee
-    return (fill.fee * fill.price).quantize(Decimal("0.00000001"))
+    return (fill.fee * fill.price).quantize(EIGHT_DP)

@@ -1,5 +1,5 @@
 """Open positions: stop-loss / take-profit monitoring."""
 
-from machine.positions._monitor import PositionMonitor, exit_reason, exit_trigger
+from machine.positions._monitor import PositionMonitor, exit_trigger
 
-__all__ = ["PositionMonitor", "exit_reason", "exit_trigger"]
+__all__ = ["PositionMonitor", "exit_trigger"]

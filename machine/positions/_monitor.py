@@ -23,29 +23,9 @@ import structlog
 from machine.execution import Trigger
 from machine.persistence import PositionRecord
 
-__all__ = ["PositionMonitor", "exit_reason", "exit_trigger"]
+__all__ = ["PositionMonitor", "exit_trigger"]
 
 log = structlog.get_logger(__name__)
-
-
-def exit_reason(position: PositionRecord, price: Decimal) -> str | None:
-    """``"stop_loss"``, ``"take_profit"`` or None for ``price`` (quote asset).
-
-    Long: SL when ``price <= stop_loss``, TP when ``price >= take_profit``.
-    Short: SL when ``price >= stop_loss``, TP when ``price <= take_profit``.
-    """
-    sl, tp = position.stop_loss, position.take_profit
-    if position.side == "long":
-        if sl is not None and price <= sl:
-            return "stop_loss"
-        if tp is not None and price >= tp:
-            return "take_profit"
-    else:
-        if sl is not None and price >= sl:
-            return "stop_loss"
-        if tp is not None and price <= tp:
-            return "take_profit"
-    return None
 
 
 def exit_trigger(position: PositionRecord, low: Decimal, high: Decimal, last: Decimal) -> Trigger | None:

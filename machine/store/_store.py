@@ -32,6 +32,7 @@ from sandbox._segment import KLINE_COLUMNS, TICKER_FIELDS, KlineSegment, Segment
 
 from ._errors import InvalidKlines, StoreClosed, UnknownSymbol
 from ._intervals import check_interval
+from ._prices import LastPrices, PriceListener
 
 __all__ = ["MarketStore", "StoreStats", "KlineUpdate", "TickerUpdate", "CloseListener"]
 
@@ -101,14 +102,6 @@ class StoreStats:
     newest_kline_received_ms: int | None
 
 
-PriceListener = Callable[[str, Decimal, Decimal, Decimal], None]
-"""``(symbol, low, high, last)``: the prices reached by one update (``MarketStore.add_price_listener``)."""
-
-
-def _dec(value: float) -> Decimal:
-    return Decimal(repr(value))
-
-
 class MarketStore:
     """Klines per (symbol, interval) and the latest ticker per symbol.
 
@@ -135,12 +128,8 @@ class MarketStore:
         self._notified: dict[str, np.ndarray] = {}  # per interval: open time of the last announced close
         self._tickers = TickerSegment.create(len(names))
         self._ticker_ms = np.full(len(names), _NO_TIME, dtype=np.int64)
-        self._last_price: list[Decimal | None] = [None] * len(names)
-        self._last_price_ms = np.full(len(names), _NO_TIME, dtype=np.int64)
+        self._prices = LastPrices(self._symbols)
         self._listeners: list[CloseListener] = []
-        self._price_listeners: list[PriceListener] = []
-        self._range: dict[tuple[int, str], tuple[float, float, float]] = {}  # (slot, interval) -> open time, high, low
-        self._last_price_received = np.zeros(len(names), dtype=np.float64)  # wall clock, s
         self._newest_kline_ms: int | None = None
         self._newest_received_ms: int | None = None
         self._kline_updates = 0
@@ -251,9 +240,8 @@ class MarketStore:
                 if keep[0, j] == last_t and last_closed and not closed:
                     continue
                 seg.upsert(slot, keep[:, j], closed)
-        if self._last_price[slot] is None and arr.shape[0]:
-            price = last_price if last_price is not None else Decimal(repr(float(arr[-1, 4])))
-            self._last_price[slot] = price
+        if not self._prices.has_price(slot) and arr.shape[0]:
+            self._prices.seed(slot, last_price if last_price is not None else Decimal(repr(float(arr[-1, 4]))))
 
     def apply_kline(self, event: KlineUpdate) -> bool:
         """Apply one stream kline update in O(1).
@@ -292,9 +280,8 @@ class MarketStore:
         if self._newest_kline_ms is None or event.event_time_ms > self._newest_kline_ms:
             self._newest_kline_ms = event.event_time_ms
         self._newest_received_ms = int(time.time() * 1000)
-        self._set_price(slot, event.close_price, event.event_time_ms)
-        if self._price_listeners:
-            self._announce_range(slot, interval, event.row, event.close_price)
+        self._prices.set(slot, event.close_price, event.event_time_ms)
+        self._prices.kline_reached(slot, interval, event.row, event.close_price)
         if event.closed:
             notified = self._notified[interval]
             t = int(open_time)
@@ -323,68 +310,21 @@ class MarketStore:
         self._tickers.write(slot, event.values)
         self._ticker_ms[slot] = event.event_time_ms
         self._ticker_updates += 1
-        self._set_price(slot, event.last_price, event.event_time_ms)
-        if self._price_listeners:
-            self._announce(self._symbols[slot], event.last_price, event.last_price, event.last_price)
+        self._prices.set(slot, event.last_price, event.event_time_ms)
+        self._prices.ticker_reached(slot, event.last_price)
         return True
 
-    def _set_price(self, slot: int, price: Decimal, event_ms: int) -> None:
-        if event_ms >= self._last_price_ms[slot]:
-            self._last_price[slot] = price
-            self._last_price_ms[slot] = event_ms
-            self._last_price_received[slot] = time.time()
-
-    def _announce_range(self, slot: int, interval: str, row: tuple[float, ...], last: Decimal) -> None:
-        """Tell the price listeners which prices this kline update reached (``add_price_listener``)."""
-        open_time, high, low = float(row[0]), float(row[2]), float(row[3])
-        previous = self._range.get((slot, interval))
-        self._range[(slot, interval)] = (open_time, high, low)
-        reached_low = reached_high = last
-        if previous is None or previous[0] != open_time:  # a new candle: its whole range is new
-            reached_low, reached_high = min(last, _dec(low)), max(last, _dec(high))
-        else:
-            if low < previous[2]:
-                reached_low = min(last, _dec(low))
-            if high > previous[1]:
-                reached_high = max(last, _dec(high))
-        self._announce(self._symbols[slot], reached_low, reached_high, last)
-
-    def _announce(self, symbol: str, low: Decimal, high: Decimal, last: Decimal) -> None:
-        for listener in tuple(self._price_listeners):
-            try:
-                listener(symbol, low, high, last)
-            except Exception:
-                self._listener_errors += 1
-                _log.exception("price_listener_failed", symbol=symbol)
-
     def add_price_listener(self, callback: PriceListener) -> Callable[[], None]:
-        """Call ``callback(symbol, low, high, last)`` for every price update the store applies.
-
-        ``low``/``high`` span the prices reached since the previous update of the
-        same (symbol, interval): for a kline update, the forming candle's low if
-        it fell and its high if it rose (the whole range for a new candle), and
-        its close; for a ticker, its last price. So a wick through a level between
-        two updates is seen. Prices in the quote asset, exact from the wire
-        (``repr`` of the float for high/low). A listener that raises is logged and
-        counted. Returns a function that removes the listener.
-        """
-        self._price_listeners.append(callback)
-
-        def remove() -> None:
-            if callback in self._price_listeners:
-                self._price_listeners.remove(callback)
-
-        return remove
+        """Call ``callback(symbol, low, high, last)`` for every price update (``LastPrices.add_listener``)."""
+        return self._prices.add_listener(callback)
 
     def last_price_time_ms(self, symbol: str) -> int | None:
         """Exchange event time (ms) of the symbol's last price, or None before any stream event."""
-        t = int(self._last_price_ms[self.slot(symbol)])
-        return None if t == _NO_TIME else t
+        return self._prices.event_time_ms(self.slot(symbol))
 
     def price_age_s(self, symbol: str) -> float | None:
         """Seconds since the symbol's last price was received, or None when it has none (backfill counts as never)."""
-        received = float(self._last_price_received[self.slot(symbol)])
-        return None if received == 0 else max(0.0, time.time() - received)
+        return self._prices.age_s(self.slot(symbol))
 
     # ------------------------------------------------------------------ listeners
     def add_close_listener(self, callback: CloseListener) -> Callable[[], None]:
@@ -455,7 +395,18 @@ class MarketStore:
         Before any stream event, the backfill's newest close (``repr`` of the float,
         exact for Binance prices, which have fewer than 16 significant digits).
         """
-        return self._last_price[self.slot(symbol)]
+        return self._prices.price(self.slot(symbol))
+
+    def avg_price(self, symbol: str, minutes: int) -> Decimal | None:
+        """Volume-weighted price of the newest ``minutes`` 1m candles (what Binance's ``GET /api/v3/avgPrice``
+        approximates: quote volume / base volume), or None without 1m candles or volume."""
+        if "1m" not in self._klines:
+            return None
+        window = self.klines(symbol, "1m")[:, -minutes:]  # (11, n): columns are candles
+        volume = float(window[5].sum()) if window.shape[1] else 0.0
+        if volume <= 0:
+            return None
+        return Decimal(repr(float(window[7].sum()) / volume))
 
     def newest_kline_ms(self) -> int | None:
         """Event time (ms, exchange clock) of the newest applied kline update, or None."""
@@ -479,7 +430,7 @@ class MarketStore:
             closed_klines=self._closed_klines,
             ticker_updates=self._ticker_updates,
             stale_tickers=self._stale_tickers,
-            listener_errors=self._listener_errors,
+            listener_errors=self._listener_errors + self._prices.listener_errors,
             intervals=self.intervals,
             newest_kline_ms=self._newest_kline_ms,
             newest_kline_received_ms=self._newest_received_ms,

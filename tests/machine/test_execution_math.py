@@ -14,12 +14,12 @@ from machine.accounts import (
     open_reservation,
     realised_pnl,
 )
-from machine.money import fee, notional, quantity_for_notional, round_to_tick, sl_tp_from_pct
+from machine.money import notional, quantity_for_notional, round_to_tick, sl_tp_from_pct
 
 
 def test_fee_is_rate_of_notional_quantized():
     assert notional(D("56637.56"), D("0.01765")) == D("999.65293400")
-    assert fee(D("56637.56"), D("0.01765"), D("0.001")) == D("0.99965293")
+    assert commission("SELL", D("56637.56"), D("0.01765"), D("0.001")) == D("0.99965293")
 
 
 def test_commission_is_charged_in_the_asset_received():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -177,8 +178,7 @@ async def test_a_paper_short_locks_collateral_and_its_proceeds(env):
     # equity 5,000 + 9,995 - 0.1 * 50,000 = 9,995; a 40 % long is sized from that, not from 14,995
     prices["DOGEUSDT"] = D("1.00000")
     s2 = await signals.create(trader.id, user_id, "DOGEUSDT", 1, prices["DOGEUSDT"])
-    trader40 = trader.__class__(**{**{f: getattr(trader, f) for f in trader.__slots__},
-                                   "risk": trader.risk.__class__(D(2), D(4), D(40), 4)})  # fmt: skip
+    trader40 = replace(trader, risk=replace(trader.risk, position_size_pct=D(40)))
     long = await service.open(trader40, s2, "DOGEUSDT", "long", stop_loss=None, take_profit=None)
     assert long.size == D("3998") - D("3.998")  # 0.4 * 9,995 = 3,998 DOGE at 1.0
     assert (await balances(pool, trader.id))["USDT"] == (D("1002"), D("9995"))
@@ -195,7 +195,7 @@ async def test_a_paper_short_locks_collateral_and_its_proceeds(env):
 
 async def test_live_mode_cannot_short(env):
     pool, user_id, trader, service, signals, prices, *_ = env
-    live = trader.__class__(**{**{f: getattr(trader, f) for f in trader.__slots__}, "mode": "live"})
+    live = replace(trader, mode="live")
     sig = await signals.create(trader.id, user_id, "BTCUSDT", 1, prices["BTCUSDT"])
     service._executors["live"] = service._executors["paper"]
     with pytest.raises(RiskDenied, match="live spot cannot short"):

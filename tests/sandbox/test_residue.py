@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import SandboxPool
-from sandbox._residue import Residue, watermark_mb
+from sandbox._residue import Cleared, Residue, watermark_mb
 from sandbox_data import BENIGN, INTERVALS, SYMBOLS
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -78,7 +78,7 @@ def test_residue_collects_cycles_and_reports_rearming_garbage(unfreeze):
     box = [g]
     box.append(box)
     del g, box
-    assert residue.clear() == residue.clear().__class__()  # clean, nothing to recycle
+    assert residue.clear() == Cleared()  # clean, nothing to recycle
     assert finalised == [1]
 
     stop: list[int] = []
