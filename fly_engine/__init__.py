@@ -15,5 +15,14 @@ Machine a free port in that variable and publishes it as
 from ._engine import Engine, EngineThread
 from ._errors import EngineError
 from ._options import DEFAULT_ENV_PASSTHROUGH, PORT_METADATA_KEY
+from ._ratelimit import FLY_RATE_LIMITS, RateLimits
 
-__all__ = ["DEFAULT_ENV_PASSTHROUGH", "PORT_METADATA_KEY", "Engine", "EngineError", "EngineThread"]
+__all__ = [
+    "DEFAULT_ENV_PASSTHROUGH",
+    "FLY_RATE_LIMITS",
+    "PORT_METADATA_KEY",
+    "Engine",
+    "EngineError",
+    "EngineThread",
+    "RateLimits",
+]

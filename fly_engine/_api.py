@@ -3,7 +3,8 @@
 Request and response bodies are the spec's schemas
 (``/work/shared/specs/fly-machines-openapi.json``); errors are ``ErrorResponse``
 (``{"error": "..."}``). Every request needs ``Authorization: Bearer <token>`` (401
-otherwise). Operations served (spec operation IDs):
+otherwise; ``FlyV1 <token>`` too) and stays within Fly's per-action rate limits
+(``_ratelimit``: 429 with ``Retry-After``). Operations served (spec operation IDs):
 
 - ``Apps_create`` ``POST /v1/apps``, ``Apps_show`` ``GET /v1/apps/{app_name}``
 - ``Machines_list`` / ``Machines_create`` ``GET|POST /v1/apps/{app_name}/machines``
@@ -29,6 +30,7 @@ from ._config import parse_create_request, parse_lease_request, parse_update_req
 from ._errors import ApiError, bad_request
 from ._fleet import Fleet
 from ._machine import SETTLED_STATES, WAIT_STATES
+from ._ratelimit import RequestLimiter
 
 __all__ = ["NONCE_HEADER", "build_app"]
 
@@ -52,7 +54,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -67,7 +69,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = request.app[_TOKEN]
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if scheme.lower() not in ("bearer", "flyv1") or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise ApiError(401, "unauthorized: missing or invalid bearer token")
     return await handler(request)
 
@@ -378,13 +380,23 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
 )
 
 
-def build_app(fleet: Fleet, token: str) -> web.Application:
-    """The aiohttp application serving ``fleet`` behind bearer ``token``."""
+def _rate_limited(handler: Handler, operation: str, limiter: RequestLimiter) -> Handler:
+    async def limited(request: web.Request) -> web.StreamResponse:
+        identifier = request.match_info.get("machine_id") or request.match_info.get("app_name") or ""
+        await limiter.admit(operation, identifier)
+        return await handler(request)
+
+    return limited
+
+
+def build_app(fleet: Fleet, token: str, limiter: RequestLimiter | None = None) -> web.Application:
+    """The aiohttp application serving ``fleet`` behind ``token`` (``Authorization: Bearer <token>``
+    or ``FlyV1 <token>``); with ``limiter``, Fly's per-action rate limits (429)."""
     if not token:
         raise ValueError("token must not be empty")
     app = web.Application(middlewares=[_errors, _auth])
     app[_FLEET] = fleet
     app[_TOKEN] = token
-    for method, path, handler, _operation in ROUTES:
-        app.router.add_route(method, path, handler)
+    for method, path, handler, operation in ROUTES:
+        app.router.add_route(method, path, _rate_limited(handler, operation, limiter) if limiter else handler)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ._api import build_app
 from ._errors import EngineError
 from ._fleet import Fleet
 from ._options import DEFAULT_ENV_PASSTHROUGH, EngineOptions
+from ._ratelimit import RequestLimiter
 
 __all__ = ["Engine", "EngineThread"]
 
@@ -43,7 +45,7 @@ class Engine:
         **options: further :class:`~fly_engine._options.EngineOptions` fields
             (``region``, ``default_stop_signal``, ``default_stop_timeout_s``,
             ``restart_backoff_s``, ``oom_kill``, ``oom_poll_s``, ``default_lease_ttl_s``,
-            ``lease_owner``, ``shutdown_timeout_s``).
+            ``lease_owner``, ``shutdown_timeout_s``, ``rate_limits``).
     """
 
     def __init__(
@@ -76,6 +78,8 @@ class Engine:
         self._host = host
         self._port = port
         self._fleet = Fleet(self._options, apps)
+        limits = self._options.rate_limits
+        self._limiter = RequestLimiter(limits) if limits is not None else None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
@@ -90,6 +94,11 @@ class Engine:
     def options(self) -> EngineOptions:
         return self._options
 
+    @property
+    def rate_limited(self) -> Counter[str]:
+        """Requests answered 429 so far, per spec operation (empty without rate limits)."""
+        return self._limiter.rejected if self._limiter is not None else Counter()
+
     def log_path(self, machine_id: str) -> Path:
         """The Machine's log file (stdout and stderr of all its runs)."""
         return self._options.log_path(machine_id)
@@ -100,7 +109,9 @@ class Engine:
             raise EngineError("engine already started")
         self._options.state_dir.mkdir(parents=True, exist_ok=True)
         # Pending Machines_wait requests are cut off right away at shutdown (aiohttp default: 60 s).
-        runner = web.AppRunner(build_app(self._fleet, self._token), access_log=None, shutdown_timeout=0.25)
+        runner = web.AppRunner(
+            build_app(self._fleet, self._token, self._limiter), access_log=None, shutdown_timeout=0.25
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

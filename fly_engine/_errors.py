@@ -14,14 +14,22 @@ class ApiError(EngineError):
 
     ``status`` is the HTTP status code, ``message`` the ``error`` string, ``code`` the
     optional ``status`` field (spec enum ``main.statusCode``: ``unknown``,
-    ``insufficient_capacity``, ``volume_placement_capacity``, ``name_taken``).
+    ``insufficient_capacity``, ``volume_placement_capacity``, ``name_taken``),
+    ``retry_after_s`` the ``Retry-After`` header of a 429.
     """
 
-    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` (whole seconds) for a 429."""
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
 
     def body(self) -> dict[str, str]:
         """The JSON body (spec schema ``ErrorResponse``)."""

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._ratelimit import FLY_RATE_LIMITS, RateLimits
+
 __all__ = ["DEFAULT_ENV_PASSTHROUGH", "PORT_METADATA_KEY", "EngineOptions"]
 
 #: Variables of the engine's own environment a Machine process inherits (besides PATH).
@@ -34,6 +36,7 @@ class EngineOptions:
     - ``default_lease_ttl_s``: lease TTL when ``CreateLeaseRequest.ttl`` is absent.
     - ``lease_owner``: the ``owner`` of leases (Fly: the token's user).
     - ``shutdown_timeout_s``: grace before SIGKILL when the engine stops.
+    - ``rate_limits``: Fly's per-action rate limits (429 beyond them); None serves every request.
     """
 
     state_dir: Path
@@ -51,6 +54,7 @@ class EngineOptions:
     default_lease_ttl_s: int = 30
     lease_owner: str = "local@fly-engine"
     shutdown_timeout_s: float = 5.0
+    rate_limits: RateLimits | None = FLY_RATE_LIMITS
 
     def machine_dir(self, machine_id: str) -> Path:
         return self.state_dir / "machines" / machine_id

@@ -3,7 +3,10 @@
 Fly docs, "Working with the Machines API" > Rate Limits: limits apply per action and per
 identifier (Machine ID, or app for app-level calls): 1 request/s per action with a
 short-term burst of 3; Get Machine (``Machines_show``) 5 requests/s with a burst of 10.
-Staying under them avoids 429s instead of retrying after them.
+Staying under them avoids 429s instead of retrying after them. Fly counts a request when
+it arrives, and arrivals are spaced by a varying network latency, not by the client's
+send times: each bucket therefore keeps ``spare`` tokens unused, which absorbs a latency
+variation of up to ``spare / per_second`` seconds (a 429 is still retried, see ``_retry``).
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ __all__ = ["GET_MACHINE_LIMIT", "MACHINE_ACTION_LIMIT", "RateLimit", "RateLimite
 
 @dataclass(frozen=True)
 class RateLimit:
-    """``burst`` requests at once, refilled at ``per_second`` requests per second."""
+    """Fly's limit: ``burst`` requests at once, refilled at ``per_second`` requests per second;
+    the client sends at most ``burst - spare`` at once."""
 
     per_second: float
     burst: int
+    spare: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.spare < self.burst:
+            raise ValueError(f"spare must be 0..burst-1, got {self.spare} of {self.burst}")
 
     def limiter(self) -> AsyncLimiter:
-        return AsyncLimiter(self.burst, self.burst / self.per_second)
+        usable = self.burst - self.spare
+        return AsyncLimiter(usable, usable / self.per_second)
 
 
 #: Every Machines API action except Get Machine: 1 req/s, burst 3.

@@ -4,6 +4,7 @@ with httpx.MockTransport."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import sys
@@ -31,7 +32,7 @@ from control_plane.fly import (
     RetryPolicy,
     machine_config_for,
 )
-from fly_engine import Engine
+from fly_engine import FLY_RATE_LIMITS, Engine, RateLimits
 
 
 def _load_testkit():
@@ -51,9 +52,14 @@ IMAGE = "registry.fly.io/trader-machines:v1"
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.01)
 
 
+#: Fly's limit shapes, scaled up so tests are not slowed down: the engine enforces them, the client keeps under them.
+FAST_ENGINE_LIMITS = RateLimits(action_per_s=50, action_burst=10, get_machine_per_s=100, get_machine_burst=20)
+
+
 def _fast_limits() -> RateLimiter:
-    """Fly's limit shapes, scaled up so tests are not slowed down (one per event loop)."""
-    return RateLimiter(action=RateLimit(per_second=50, burst=10), get_machine=RateLimit(per_second=100, burst=20))
+    """The client's side of FAST_ENGINE_LIMITS (one per event loop); 5 spare tokens absorb 100 ms of latency jitter."""
+    return RateLimiter(action=RateLimit(per_second=50, burst=10, spare=5),
+                       get_machine=RateLimit(per_second=100, burst=20, spare=10))
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +69,12 @@ def spec():
 
 @pytest.fixture
 async def engine(tmp_path):
+    """The engine enforcing FAST_ENGINE_LIMITS: a test whose client was answered 429 fails."""
     async with Engine(tmp_path / "engine", token=TOKEN, apps=[APP], port_env="HTTP_PORT",
-                      restart_backoff_s=(0.01, 0.05), default_stop_timeout_s=2.0, shutdown_timeout_s=2.0) as engine:
+                      restart_backoff_s=(0.01, 0.05), default_stop_timeout_s=2.0, shutdown_timeout_s=2.0,
+                      rate_limits=FAST_ENGINE_LIMITS) as engine:
         yield engine
+        assert not engine.rate_limited, f"the client exceeded the engine's rate limits: {engine.rate_limited}"
 
 
 @pytest.fixture
@@ -286,6 +295,38 @@ async def test_429_honours_retry_after_capped_by_the_policy():
     assert 0.19 <= calls[1] - calls[0] < 1.0
 
 
+@pytest.fixture
+async def fly_limited_engine(tmp_path):
+    """An engine with Fly's own rate limits (1/s per action and identifier, burst 3)."""
+    async with Engine(tmp_path / "engine", token=TOKEN, apps=[APP], rate_limits=FLY_RATE_LIMITS,
+                      default_stop_timeout_s=1.0, shutdown_timeout_s=1.0) as engine:
+        yield engine
+
+
+async def test_the_default_client_never_exceeds_flys_rate_limits(fly_limited_engine, transport):
+    engine = fly_limited_engine
+    async with FlyClient(engine.base_url, TOKEN, APP, transport=transport) as fly:
+        started = time.monotonic()
+        await asyncio.gather(*(fly.list_machines(metadata={"user_id": f"u{i}"}) for i in range(5)))
+        elapsed = time.monotonic() - started
+    assert not engine.rate_limited
+    assert ("Machines_list", 200) in transport.checked and len(transport.checked) == 5
+    assert elapsed >= 2.8  # 2 at once (one token spare for latency jitter), then 1 per second
+
+
+async def test_a_client_over_the_limit_waits_retry_after_and_gets_through(fly_limited_engine, transport):
+    engine = fly_limited_engine
+    async with FlyClient(engine.base_url, TOKEN, APP, transport=transport, rate_limiter=False,
+                         retry=RetryPolicy(attempts=6, base_delay_s=0.001, max_delay_s=0.01)) as fly:
+        started = time.monotonic()
+        results = await asyncio.gather(*(fly.list_machines() for _ in range(5)))
+        elapsed = time.monotonic() - started
+    assert results == [[]] * 5
+    assert engine.rate_limited["Machines_list"] >= 2
+    assert ("Machines_list", 429) in transport.checked  # the 429 body is the spec's ErrorResponse
+    assert elapsed >= 0.95  # Retry-After: 1 was honoured, not the 1 ms back-off
+
+
 async def test_wait_chains_requests_beyond_60_seconds():
     client, calls = _mock([(408, {}, {"error": "deadline_exceeded"}), (200, {}, {"ok": True, "state": "stopped"})])
     async with client:
@@ -316,7 +357,8 @@ async def test_tokens_are_sent_as_bearer_or_as_flyv1_macaroons():
 
 
 async def test_rate_limiter_spaces_calls_per_machine():
-    limiter = RateLimiter(action=RateLimit(per_second=10, burst=1), get_machine=RateLimit(per_second=10, burst=1))
+    limiter = RateLimiter(action=RateLimit(per_second=10, burst=1, spare=0),
+                          get_machine=RateLimit(per_second=10, burst=1, spare=0))
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=MACHINE_JSON))
     async with FlyClient("https://api.machines.dev", TOKEN, APP, transport=transport, rate_limiter=limiter) as client:
         started = time.monotonic()

@@ -16,7 +16,8 @@ def spec() -> Spec:
 
 @pytest.fixture
 async def engine(tmp_path):
-    """An engine with app ``test-app``, fast restarts and short stop timeouts."""
+    """An engine with app ``test-app``, fast restarts and short stop timeouts; no rate
+    limits (raw API tests send bursts; ``test_fly_rate_limits`` covers them)."""
     async with Engine(
         tmp_path / "engine",
         token=TOKEN,
@@ -24,6 +25,7 @@ async def engine(tmp_path):
         restart_backoff_s=(0.01, 0.05),
         default_stop_timeout_s=2.0,
         shutdown_timeout_s=2.0,
+        rate_limits=None,
     ) as engine:
         yield engine
 
