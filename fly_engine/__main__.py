@@ -20,6 +20,7 @@ import structlog
 
 from ._engine import Engine
 from ._options import DEFAULT_ENV_PASSTHROUGH
+from ._ratelimit import FLY_RATE_LIMITS
 
 
 def _image_command(text: str) -> tuple[str, list[str]]:
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port-env", help="give each Machine a free port in this env var (e.g. HTTP_PORT)")
     p.add_argument("--region", default="local", help="region of Machines created without one")
     p.add_argument("--oom-kill", action="store_true", help="kill Machines whose RSS exceeds guest.memory_mb")
+    p.add_argument("--no-processes", action="store_true",
+                   help="run no process for a Machine: a started Machine is only a record (benches)")
+    p.add_argument("--no-rate-limits", action="store_true", help="serve beyond Fly's per-action rate limits")
     return p
 
 
@@ -76,6 +80,8 @@ async def _serve(args: argparse.Namespace) -> None:
         port_env=args.port_env,
         region=args.region,
         oom_kill=args.oom_kill,
+        processes=not args.no_processes,
+        rate_limits=None if args.no_rate_limits else FLY_RATE_LIMITS,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

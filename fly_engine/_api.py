@@ -4,16 +4,9 @@ Request and response bodies are the spec's schemas
 (``/work/shared/specs/fly-machines-openapi.json``); errors are ``ErrorResponse``
 (``{"error": "..."}``). Every request needs ``Authorization: Bearer <token>`` (401
 otherwise; ``FlyV1 <token>`` too) and stays within Fly's per-action rate limits
-(``_ratelimit``: 429 with ``Retry-After``). Operations served (spec operation IDs):
-
-- ``Apps_create`` ``POST /v1/apps``, ``Apps_show`` ``GET /v1/apps/{app_name}``
-- ``Machines_list`` / ``Machines_create`` ``GET|POST /v1/apps/{app_name}/machines``
-- ``Machines_show`` / ``Machines_update`` / ``Machines_delete``
-  ``GET|POST|DELETE /v1/apps/{app_name}/machines/{machine_id}``
-- ``Machines_start``, ``Machines_stop`` ``POST .../{machine_id}/start|stop``
-- ``Machines_wait`` ``GET .../{machine_id}/wait``, ``Machines_list_events`` ``GET .../events``
-- ``Machines_create_lease`` / ``Machines_show_lease`` / ``Machines_release_lease``
-  ``POST|GET|DELETE .../{machine_id}/lease``
+(``_ratelimit``: 429 with ``Retry-After``). The operations served are :data:`ROUTES`
+(method, path, handler, spec operation ID): apps, app secrets, Machines (list, create,
+show, update, delete, start, stop, restart, wait, events), metadata and leases.
 """
 
 from __future__ import annotations

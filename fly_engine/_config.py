@@ -55,6 +55,8 @@ class CreateRequest:
     region: str | None
     skip_launch: bool
     lease_ttl_s: int | None
+    min_secrets_version: int | None = None
+    skip_secrets: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class UpdateRequest:
     skip_launch: bool
     lease_ttl_s: int | None
     current_version: str | None
+    min_secrets_version: int | None = None
+    skip_secrets: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,46 @@ def validate_config(raw: Any) -> dict[str, Any]:
             _positive_int(service.get("internal_port"), f"config.services[{i}].internal_port")
     if config.get("auto_destroy") is not None and not isinstance(config["auto_destroy"], bool):
         raise bad_request("config.auto_destroy: expected a boolean")
+    _validate_checks(config.get("checks"))
     return config
+
+
+#: Check types the engine runs (spec schema ``fly.MachineCheck`` ``type``: "tcp or http").
+CHECK_TYPES = ("http", "tcp")
+
+
+def _validate_checks(checks: Any) -> None:
+    if checks is None:
+        return
+    _require_object(checks, "config.checks")
+    for name, check in checks.items():
+        field = f"config.checks.{name}"
+        _require_object(check, field)
+        kind = check.get("type") or "http"
+        if kind not in CHECK_TYPES:
+            raise bad_request(f"{field}.type: expected one of {', '.join(CHECK_TYPES)}")
+        port = check.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise bad_request(f"{field}.port: required, an integer 1..65535")
+        for key in ("interval", "timeout"):
+            if check.get(key) not in (None, "") and parse_duration_s(check[key], f"{field}.{key}") <= 0:
+                raise bad_request(f"{field}.{key}: must be positive")
+        if check.get("grace_period") not in (None, ""):
+            parse_duration_s(check["grace_period"], f"{field}.grace_period")
+        path = check.get("path")
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise bad_request(f"{field}.path: expected a path starting with /")
+        if check.get("method") is not None and not isinstance(check["method"], str):
+            raise bad_request(f"{field}.method: expected a string")
+        if check.get("protocol") not in (None, "", "http", "https"):
+            raise bad_request(f"{field}.protocol: expected http or https")
+        headers = check.get("headers")
+        if headers is not None and not (
+            isinstance(headers, list)
+            and all(isinstance(h, dict) and isinstance(h.get("name"), str) for h in headers)
+            and all(isinstance(v, str) for h in headers for v in (h.get("values") or []))
+        ):
+            raise bad_request(f"{field}.headers: expected an array of {{name, values}} objects")
 
 
 def _common(body: Any) -> tuple[dict[str, Any], dict[str, Any], bool, int | None]:
@@ -214,6 +257,7 @@ def parse_create_request(body: Any) -> CreateRequest:
         region=_optional(body, "region", str, "a string") or None,
         skip_launch=skip_launch,
         lease_ttl_s=lease_ttl,
+        **_secrets_options(body),
     )
 
 
@@ -225,7 +269,18 @@ def parse_update_request(body: Any) -> UpdateRequest:
         skip_launch=skip_launch,
         lease_ttl_s=lease_ttl,
         current_version=_optional(body, "current_version", str, "a string") or None,
+        **_secrets_options(body),
     )
+
+
+def _secrets_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    version = _optional(body, "min_secrets_version", int, "an integer (an app secrets version)")
+    if version is not None and version < 0:
+        raise bad_request("min_secrets_version: must not be negative")
+    return {
+        "min_secrets_version": version,
+        "skip_secrets": bool(_optional(body, "skip_secrets", bool, "a boolean")),
+    }
 
 
 def _signal_named(name: str) -> _signal.Signals:

@@ -84,6 +84,14 @@ class App:
         }
 
 
+def _check_secrets_version(app: App, wanted: int | None) -> None:
+    """``min_secrets_version``: the Machine must start with at least that secrets version. Raises 400."""
+    if wanted is not None and wanted > app.secrets_version:
+        raise ApiError(
+            400, f"min_secrets_version: app {app.name} is at secrets version {app.secrets_version}, not {wanted}"
+        )
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,7 +186,8 @@ class Fleet:
     # -- lifecycle -------------------------------------------------------------------
 
     def _prepare_config(self, config: dict[str, Any], port: str | None) -> dict[str, Any]:
-        resolve_command(config, self.options.image_commands, self.options.default_command)
+        if self.options.processes:
+            resolve_command(config, self.options.image_commands, self.options.default_command)
         if port is not None:
             config["metadata"] = {**(config.get("metadata") or {}), PORT_METADATA_KEY: port}
         return config
@@ -198,6 +207,7 @@ class Fleet:
         start it unless ``skip_launch``. Returns the Machine and, with ``lease_ttl``, the
         lease nonce. Raises 404 unknown app, 400 no command, 422 ``name_taken``."""
         app = self.app(app_name)
+        _check_secrets_version(app, request.min_secrets_version)
         name = request.name or new_machine_name()
         if any(m.name == name and m.state != "destroyed" for m in app.machines.values()):
             raise ApiError(422, f"machine name {name!r} is already taken", code="name_taken")
@@ -210,6 +220,7 @@ class Fleet:
             region=request.region or self.options.region,
             config=config,
         )
+        machine.skip_secrets = request.skip_secrets
         app.machines[machine.id] = machine
         self._supervisors[machine.id] = Supervisor(machine, self.options, app.secret_env)
         machine.transition("created", "launch", "user")
@@ -305,6 +316,7 @@ class Fleet:
         started unless ``skip_launch``. Raises 412 on a stale ``current_version``."""
         async with self.lock(machine_id):
             machine = self._live(app_name, machine_id, nonce)
+            _check_secrets_version(self.app(app_name), request.min_secrets_version)
             if request.current_version and request.current_version != machine.instance_id:
                 raise precondition_failed(
                     f"machine version {request.current_version} is not the current version {machine.instance_id}"
@@ -317,6 +329,7 @@ class Fleet:
             running = supervisor.active
             old_stop = self._stop_spec(machine)  # the running version stops as its config says
             machine.new_version(config)
+            machine.skip_secrets = request.skip_secrets
             if request.lease_ttl_s:
                 self._new_lease(machine, request.lease_ttl_s, "")
             machine.transition("replacing" if running else machine.state, "update", "user")

@@ -74,6 +74,10 @@ class Machine:
         self.updated_at = self.created_at
         self.events: list[dict[str, Any]] = []
         self.lease: Lease | None = None
+        #: Spec ``CheckStatus`` per check name (see ``_checks``), from the latest run.
+        self.checks: dict[str, dict[str, str]] = {}
+        #: ``skip_secrets`` of the create/update request: the app's secrets are not exposed.
+        self.skip_secrets = False
         self._changed = asyncio.Event()
 
     # -- state -----------------------------------------------------------------------
@@ -167,6 +171,8 @@ class Machine:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+        if self.checks:
+            body["checks"] = [dict(status) for _name, status in sorted(self.checks.items())]
         if not summary:
             body["config"] = self.config
             body["events"] = list(reversed(self.events[-_EVENTS_SHOWN:]))

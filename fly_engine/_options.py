@@ -37,6 +37,8 @@ class EngineOptions:
     - ``lease_owner``: the ``owner`` of leases (Fly: the token's user).
     - ``shutdown_timeout_s``: grace before SIGKILL when the engine stops.
     - ``rate_limits``: Fly's per-action rate limits (429 beyond them); None serves every request.
+    - ``processes``: False runs no process at all: a started Machine is only a record (no
+      command needed, no checks, no memory limit), for benches of the control plane at scale.
     """
 
     state_dir: Path
@@ -55,6 +57,7 @@ class EngineOptions:
     lease_owner: str = "local@fly-engine"
     shutdown_timeout_s: float = 5.0
     rate_limits: RateLimits | None = FLY_RATE_LIMITS
+    processes: bool = True
 
     def machine_dir(self, machine_id: str) -> Path:
         return self.state_dir / "machines" / machine_id

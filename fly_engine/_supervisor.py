@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from ._checks import CheckRunner
 from ._config import StopSpec, restart_policy
 from ._machine import PRIVATE_IP, Machine
 from ._options import PORT_METADATA_KEY, EngineOptions
@@ -154,10 +155,13 @@ class Supervisor:
         machine, options = self.machine, self._options
         if self._stop_reason is not None:
             return None
+        if not options.processes:
+            return await self._run_without_process()
         config = machine.config
         log_path = options.log_path(machine.id)
         argv = resolve_command(config, options.image_commands, options.default_command)
-        env = build_env(config, self._fly_env(), options.env_passthrough, self._secrets())
+        secrets = {} if machine.skip_secrets else self._secrets()
+        env = build_env(config, self._fly_env(), options.env_passthrough, secrets)
         try:
             proc = await MachineProcess.spawn(argv, env, options.workdir(machine.id), log_path)
         except OSError as exc:
@@ -176,14 +180,24 @@ class Supervisor:
         watcher = None
         if options.oom_kill and memory_mb:
             watcher = asyncio.create_task(self._watch_memory(proc, memory_mb * 1024 * 1024, log_path))
+        checks = CheckRunner(machine, use_local_port=bool(options.port_env))
+        checks.start()
         try:
             returncode = await proc.wait()
         finally:
+            await checks.stop()
             if watcher is not None:
                 watcher.cancel()
             proc.kill_group()  # no orphans survive their Machine's main process
             self._proc = None
         return ExitStatus.from_returncode(returncode, oom_killed=self._oom_killed)
+
+    async def _run_without_process(self) -> ExitStatus:
+        """``processes=False``: the Machine is ``started`` until a stop request, with no process
+        and no checks; it then exits as a process would on SIGTERM."""
+        self.machine.transition("started", "start", "flyd")
+        await self._stop_requested.wait()
+        return ExitStatus.from_returncode(-_signal.SIGTERM)
 
     async def _watch_memory(self, proc: MachineProcess, limit_bytes: int, log_path: Any) -> None:
         while proc.returncode is None:

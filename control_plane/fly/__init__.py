@@ -20,9 +20,11 @@ from ._errors import (
 from ._machine_config import TIER_MEMORY_MB, machine_config_for
 from ._models import (
     App,
+    CheckStatus,
     ImageRef,
     Lease,
     Machine,
+    MachineCheck,
     MachineConfig,
     MachineEvent,
     MachineGuest,
@@ -42,6 +44,7 @@ __all__ = [
     "NONCE_HEADER",
     "TIER_MEMORY_MB",
     "App",
+    "CheckStatus",
     "FlyAuthError",
     "FlyBadRequest",
     "FlyClient",
@@ -56,6 +59,7 @@ __all__ = [
     "Lease",
     "LeaseHeld",
     "Machine",
+    "MachineCheck",
     "MachineConfig",
     "MachineEvent",
     "MachineGuest",

@@ -208,10 +208,13 @@ class FlyClient:
         skip_launch: bool = False,
         lease_ttl_s: int | None = None,
         tag: tuple[str, str] | None = None,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Fly spec operation ``Machines_create``; the Machine boots unless ``skip_launch``.
 
         With ``lease_ttl_s`` the Machine comes leased and ``Machine.nonce`` holds the nonce.
+        ``min_secrets_version`` (from :meth:`set_secrets`) makes it start with at least
+        those app secrets.
 
         Create is not idempotent at Fly. ``tag`` (a metadata key and value the
         config carries, unique to this Machine, e.g. ``("user_id", ...)``) makes
@@ -238,6 +241,8 @@ class FlyClient:
             body["skip_launch"] = True
         if lease_ttl_s:
             body["lease_ttl"] = lease_ttl_s
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = min_secrets_version
         last: FlyError | None = None
         for attempt in range(1, (self._retry.attempts if tag is not None else 1) + 1):
             try:
@@ -405,13 +410,17 @@ class FlyClient:
         skip_launch: bool = False,
         current_version: str | None = None,
         lease_nonce: str | None = None,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Fly spec operation ``Machines_update``: replace the whole config (new
-        ``instance_id``); a running Machine restarts with it. Raises FlyBadRequest,
+        ``instance_id``); a running Machine restarts with it (with at least
+        ``min_secrets_version`` of the app's secrets when given). Raises FlyBadRequest,
         FlyConflict (stale ``current_version``), LeaseHeld, FlyNotFound."""
         body: dict[str, Any] = {"config": config.to_api()}
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = min_secrets_version
         if current_version:
             body["current_version"] = current_version
         response = await self._call(

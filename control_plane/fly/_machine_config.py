@@ -14,14 +14,24 @@ Restart policy ``on-failure`` (restarted after a crash, up to ``max_retries`` ti
 clean exit, e.g. after ``POST /shutdown``, stays stopped). Stop: SIGTERM, SIGKILL after
 30 s (Fly's own default signal is SIGINT; we set it explicitly so real Fly and the local
 engine behave the same). No ``services``: the machine's HTTP (``HTTP_PORT``) is reachable
-only on the private network, never through Fly's public proxy.
+only on the private network, never through Fly's public proxy. One HTTP check,
+``health``: ``GET /health`` on that port every 30 s, 5 s timeout (as ``fly.toml``), reported
+in the Machine's ``checks``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ._models import HTTP_PORT_ENV, MachineConfig, MachineGuest, MachineInit, MachineRestart, StopConfig
+from ._models import (
+    HTTP_PORT_ENV,
+    MachineCheck,
+    MachineConfig,
+    MachineGuest,
+    MachineInit,
+    MachineRestart,
+    StopConfig,
+)
 
 __all__ = ["TIER_MEMORY_MB", "machine_config_for"]
 
@@ -32,6 +42,8 @@ MAX_RESTARTS = 5
 #: Seconds between SIGTERM and SIGKILL on stop: time for the machine to persist its state.
 STOP_TIMEOUT = "30s"
 DEFAULT_HTTP_PORT = 8080
+#: Name of the Machine's HTTP health check.
+HEALTH_CHECK = "health"
 
 
 def machine_config_for(
@@ -63,4 +75,9 @@ def machine_config_for(
         metadata={"user_id": str(user_id), "tier": tier},
         restart=MachineRestart(policy="on-failure", max_retries=MAX_RESTARTS),
         stop_config=StopConfig(signal="SIGTERM", timeout=STOP_TIMEOUT),
+        checks={
+            HEALTH_CHECK: MachineCheck(
+                type="http", port=http_port, path="/health", interval="30s", timeout="5s", grace_period="10s"
+            )
+        },
     )

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 __all__ = [
     "App",
+    "CheckStatus",
     "ImageRef",
     "Lease",
     "Machine",
+    "MachineCheck",
     "MachineConfig",
     "MachineEvent",
     "MachineGuest",
@@ -79,6 +81,28 @@ class MachineService(_Model):
     ports: list[dict[str, Any]] | None = None
 
 
+class MachineCheck(_Model):
+    """Spec ``fly.MachineCheck``: ``type`` (``http``/``tcp``), ``port``, ``path``, ``interval``,
+    ``timeout`` and ``grace_period`` as Go durations (``"15s"``)."""
+
+    type: str | None = None
+    port: int | None = None
+    path: str | None = None
+    method: str | None = None
+    interval: str | None = None
+    timeout: str | None = None
+    grace_period: str | None = None
+
+
+class CheckStatus(_Model):
+    """Spec ``CheckStatus``: ``status`` ``passing``/``warning``/``critical``; ``output`` says why."""
+
+    name: str | None = None
+    status: str | None = None
+    output: str | None = None
+    updated_at: str | None = None
+
+
 class MachineConfig(_Model):
     """Spec ``fly.MachineConfig``: the image and how to run it."""
 
@@ -91,6 +115,7 @@ class MachineConfig(_Model):
     services: list[MachineService] | None = None
     stop_config: StopConfig | None = None
     auto_destroy: bool | None = None
+    checks: dict[str, MachineCheck] | None = None
 
 
 class ImageRef(_Model):
@@ -155,12 +180,17 @@ class Machine(_Model):
     created_at: str | None = None
     updated_at: str | None = None
     events: list[MachineEvent] = []
+    checks: list[CheckStatus] = []
     nonce: str | None = None
 
-    @field_validator("events", mode="before")
+    @field_validator("events", "checks", mode="before")
     @classmethod
-    def _null_events(cls, value: Any) -> Any:
+    def _null_lists(cls, value: Any) -> Any:
         return value or []
+
+    def check(self, name: str) -> str | None:
+        """The status of check ``name`` (``passing``/``warning``/``critical``), None when not reported."""
+        return next((c.status for c in self.checks if c.name == name), None)
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -528,3 +528,32 @@ async def test_app_secrets_reach_machines_started_after_they_are_set(fly, transp
 async def transport_get(fly, suffix: str):
     response = await fly._http.get(f"/v1/apps/{fly.app_name}{suffix}")
     return response.json()
+
+
+async def test_the_health_check_reaches_the_machine_and_is_read_back(fly, transport):
+    config = _config("user-chk", kit.py(kit.HEALTH_SERVER), {"STATUS": "200"})
+    assert config.checks["health"].port == 8080 and config.checks["health"].path == "/health"
+    fast = {"health": config.checks["health"].model_copy(update={"interval": "50ms", "grace_period": "0s"})}
+    machine = await fly.create_machine(config.model_copy(update={"checks": fast}), tag=("user_id", "user-chk"))
+
+    async def passing():
+        return (await fly.get_machine(machine.id)).check("health") == "passing"
+
+    await kit.eventually(passing, timeout_s=15)  # port 8080 reached the engine's local port for the machine
+    assert ("Machines_show", 200) in transport.checked  # Machine.checks validated against the spec
+
+
+async def test_min_secrets_version_is_sent_and_enforced(fly, tmp_path):
+    version = await fly.set_secrets({"MACHINE_TOKEN": "tok-1"})
+    with pytest.raises(FlyBadRequest, match="min_secrets_version"):
+        await fly.create_machine(_config("user-v", kit.py(kit.SLEEP)), min_secrets_version=version + 1)
+    assert await fly.list_machines() == []
+    out = tmp_path / "env.json"
+    machine = await fly.create_machine(_config("user-v", kit.py(kit.ENV_DUMP_AND_SLEEP), {"OUT": str(out)}),
+                                       min_secrets_version=version)
+    await kit.eventually(out.exists)
+    newer = await fly.set_secrets({"MACHINE_TOKEN": "tok-2"})
+    out.unlink()
+    await fly.update_machine(machine.id, machine.config, min_secrets_version=newer)
+    await kit.eventually(out.exists)
+    assert json.loads(out.read_text())["MACHINE_TOKEN"] == "tok-2"  # the update started it with the new secret

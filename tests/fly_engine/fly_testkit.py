@@ -4,8 +4,12 @@
   and response bodies against its schemas (``$ref`` resolved; strict: objects with
   declared properties get ``additionalProperties: false``, so a field the spec does not
   know fails).
+- Contract checks with openapi-core on top: each request's method, path, path and query
+  parameters, headers and body, and each documented response, as the spec declares them
+  (the spec's duplicated operationId ``Machines_update_metadata`` is renamed for ``PATCH``
+  in memory; ``../shared`` is never written).
 - :class:`SpecCheckingTransport` is an httpx transport that validates every request
-  body sent and every response body received on the real loopback connection.
+  sent and every response received on the real loopback connection.
 - :func:`eventually` polls a condition until a deadline (no sleeps as synchronisation).
 - Machine process scripts (tiny ``python -c`` programs).
 
@@ -26,6 +30,9 @@ from typing import Any
 
 import httpx
 import jsonschema
+from openapi_core import OpenAPI
+from openapi_core.exceptions import OpenAPIError
+from openapi_core.testing import MockRequest, MockResponse
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO.parent / "shared" / "specs" / "fly-machines-openapi.json"
@@ -73,8 +80,29 @@ HTTP_SERVER = (
     "    def log_message(self, *a): pass\n"
     "http.server.HTTPServer(('127.0.0.1', int(os.environ['HTTP_PORT'])), H).serve_forever()\n"
 )
+#: Serves HTTP on 127.0.0.1:$HTTP_PORT: GET /health answers $STATUS, anything else 404.
+HEALTH_SERVER = (
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        code = int(os.environ['STATUS']) if self.path == '/health' else 404\n"
+    "        body = b'health says %d' % code\n"
+    "        self.send_response(code); self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers(); self.wfile.write(body)\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer(('127.0.0.1', int(os.environ['HTTP_PORT'])), H).serve_forever()\n"
+)
 #: Touches its memory up to $MB megabytes, then sleeps.
 ALLOCATE = "import os, time; x = b'x' * (int(os.environ['MB']) << 20); time.sleep(600)"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def py(script: str) -> list[str]:
@@ -112,11 +140,22 @@ def _strict(node: Any) -> Any:
     return node
 
 
+def _openapi(doc: dict[str, Any]) -> OpenAPI:
+    """openapi-core's view of the spec, with its one duplicated operationId made unique."""
+    doc = copy.deepcopy(doc)
+    patch = doc["paths"]["/v1/apps/{app_name}/machines/{machine_id}/metadata"].get("patch")
+    if patch is not None and patch.get("operationId") == "Machines_update_metadata":
+        patch["operationId"] = "Machines_patch_metadata"
+    return OpenAPI.from_dict(doc)
+
+
 class Spec:
     """The Fly Machines OpenAPI document, for validation in tests."""
 
     def __init__(self, path: Path = SPEC_PATH) -> None:
         self.doc = json.loads(path.read_text(encoding="utf-8"))
+        self.openapi = _openapi(self.doc)
+        self.server = self.doc["servers"][0]["url"]
         self._components = _strict(copy.deepcopy(self.doc["components"]))
         self._routes = []
         for template, item in self.doc["paths"].items():
@@ -144,6 +183,31 @@ class Spec:
     @staticmethod
     def _json_schema(content: dict[str, Any] | None) -> dict[str, Any] | None:
         return ((content or {}).get("application/json") or {}).get("schema")
+
+    def contract_request(self, request: httpx.Request, body: bytes) -> MockRequest:
+        """Validate a request's parameters, headers and body with openapi-core; AssertionError if invalid."""
+        mock = MockRequest(
+            self.server, request.method.lower(), request.url.path,
+            args=dict(request.url.params), headers=dict(request.headers), data=body or None,
+            content_type=request.headers.get("content-type", "application/json").split(";")[0],
+        )
+        try:
+            self.openapi.validate_request(mock)
+        except OpenAPIError as exc:
+            raise AssertionError(f"request {request.method} {request.url} breaks the spec: {exc} {exc.__cause__ or ''}")
+        return mock
+
+    def contract_response(self, request: MockRequest, status: int, body: bytes, content_type: str) -> None:
+        """Validate a response whose status the operation documents with a body, with openapi-core."""
+        _template, op = self.operation(request.method, request.path)
+        documented = op.get("responses", {}).get(str(status))
+        if documented is None or not documented.get("content"):
+            return  # errors: ErrorResponse (check_response); no documented body: nothing to compare
+        try:
+            self.openapi.validate_response(request, MockResponse(body, status_code=status, content_type=content_type))
+        except OpenAPIError as exc:
+            raise AssertionError(f"response {status} to {request.method} {request.path} breaks the spec: {exc} "
+                                 f"{exc.__cause__ or ''}")
 
     def check_request(self, method: str, path: str, body: bytes) -> str:
         """Validate a request body; the operation ID."""
@@ -191,10 +255,14 @@ class SpecCheckingTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         if self._check_requests:
             self._spec.check_request(request.method, request.url.path, body)
+            contract = self._spec.contract_request(request, body)
         response = await self._inner.handle_async_request(request)
         content = await response.aread()
         await response.aclose()
         operation = self._spec.check_response(request.method, request.url.path, response.status_code, content)
+        if self._check_requests:
+            content_type = response.headers.get("content-type", "application/json").split(";")[0]
+            self._spec.contract_response(contract, response.status_code, content, content_type)
         self.checked.append((operation, response.status_code))
         dropped = ("content-encoding", "transfer-encoding")
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
