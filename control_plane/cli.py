@@ -1,8 +1,10 @@
 """``control-plane``: the admin CLI (typer + rich).
 
-Commands: ``db migrate``, ``users add``, ``traders add``, ``traders list``,
-``trades export``, ``provision``, ``destroy``, ``machines list``, ``serve``, ``demo``. Settings come from the
-environment (:mod:`control_plane.settings`).
+Commands: ``db migrate``, ``users add|set-tier|cancel|list``, ``traders add|list``,
+``trades export``, ``machines list|status``, ``reconcile [--once] [--dry-run]``, ``serve``,
+``provision``, ``destroy``, ``demo``. Lists are tables (``--json`` for scripts); a failure
+is one line on stderr and a non-zero exit code. Settings come from the environment
+(:mod:`control_plane.settings`).
 """
 
 from __future__ import annotations
@@ -91,9 +93,24 @@ def db_migrate() -> None:
     console.print(f"applied migrations: {applied or 'none (up to date)'}")
 
 
+TIERS = ("free", "pro", "elite", "power")
+
+
+def _tier(value: str) -> str:
+    if value not in TIERS:
+        raise typer.BadParameter(f"expected one of {', '.join(TIERS)}")
+    return value
+
+
+def _json_out(value: Any) -> None:
+    import orjson
+
+    typer.echo(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
+
+
 @users_app.command("add")
-def users_add(email: str, tier: str = typer.Option("pro", help="free | pro | elite | power")) -> None:
-    """Create a subscriber with an active subscription; prints its id."""
+def users_add(email: str, tier: str = typer.Option("pro", callback=_tier, help="free | pro | elite | power")) -> None:
+    """Create a subscriber with an active subscription; prints its id (the fleet provisions its machine)."""
 
     async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> UUID:
         return await pool.fetchval(
@@ -102,8 +119,66 @@ def users_add(email: str, tier: str = typer.Option("pro", help="free | pro | eli
 
     try:
         print(asyncio.run(_with_pool(run)))
+    except asyncpg.UniqueViolationError:
+        _fail(f"a user with email {email!r} exists already")
     except asyncpg.PostgresError as exc:
         _fail(str(exc))
+
+
+def _update_user(user_id: UUID, sql: str, *args: Any) -> None:
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> str:
+        return await pool.execute(sql, user_id, *args)
+
+    if asyncio.run(_with_pool(run)) == "UPDATE 0":
+        _fail(f"user {user_id} does not exist")
+
+
+@users_app.command("set-tier")
+def users_set_tier(user_id: UUID, tier: str = typer.Argument(..., callback=_tier, help="free | pro | elite | power")) -> None:
+    """Change a subscriber's tier (the fleet resizes, provisions or retires its machine within seconds)."""
+    _update_user(user_id, "UPDATE users SET tier = $2 WHERE id = $1", tier)
+    console.print(f"user {user_id}: tier {tier}")
+
+
+@users_app.command("set-status")
+def users_set_status(
+    user_id: UUID,
+    status: str = typer.Argument(..., help="active | past_due | cancelled"),
+) -> None:
+    """Set a subscription's status (past_due keeps the machine for PAST_DUE_GRACE_HOURS)."""
+    if status not in ("active", "past_due", "cancelled"):
+        _fail(f"status must be active, past_due or cancelled, not {status!r}", 2)
+    _update_user(user_id, "UPDATE users SET subscription_status = $2 WHERE id = $1", status)
+    console.print(f"user {user_id}: subscription {status}")
+
+
+@users_app.command("cancel")
+def users_cancel(user_id: UUID) -> None:
+    """Cancel a subscription: the fleet shuts the machine down gracefully and destroys it."""
+    _update_user(user_id, "UPDATE users SET subscription_status = 'cancelled' WHERE id = $1")
+    console.print(f"user {user_id}: subscription cancelled")
+
+
+@users_app.command("list")
+def users_list(json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Subscribers with their tier, subscription and live machine."""
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        return [dict(r) for r in await pool.fetch(
+            "SELECT u.id, u.email, u.tier, u.subscription_status, u.past_due_since, m.machine_id, m.status AS machine_status "
+            "FROM users u LEFT JOIN fly_machines m ON m.user_id = u.id AND m.status <> 'destroyed' ORDER BY u.created_at")]
+
+    rows = asyncio.run(_with_pool(run))
+    if json_:
+        _json_out(rows)
+        return
+    table = Table(title="subscribers")
+    for col in ("id", "email", "tier", "subscription", "machine", "machine status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["email"], r["tier"], r["subscription_status"] or "-", r["machine_id"] or "-",
+                      r["machine_status"] or "-")
+    Console().print(table)
 
 
 @traders_app.command("add")
@@ -203,7 +278,7 @@ def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) ->
     else:
         _fail("no Fly API: set FLY_API_URL (and FLY_API_TOKEN), or run `control-plane serve` for the local engine")
     return Provisioner(pool, fly, env, image=settings.machine_image, region=settings.fly_region,
-                       token_for=lambda uid: machine_token(secret, uid))
+                       token_for=lambda uid: machine_token(secret, uid)), fly
 
 
 @app.command()
@@ -212,7 +287,9 @@ def provision(user_id: UUID) -> None:
     from control_plane.provisioning import ProvisioningError
 
     async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> dict[str, Any]:
-        return await _provisioner_from_env(settings, pool).provision(user_id)
+        provisioner, fly = _provisioner_from_env(settings, pool)
+        async with fly:
+            return await provisioner.provision(user_id)
 
     try:
         row = asyncio.run(_with_pool(run))
@@ -228,7 +305,9 @@ def destroy(user_id: UUID, reason: str = typer.Option(..., help="e.g. subscripti
     from control_plane.provisioning import ProvisioningError
 
     async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> dict[str, Any]:
-        return await _provisioner_from_env(settings, pool).destroy(user_id, reason)
+        provisioner, fly = _provisioner_from_env(settings, pool)
+        async with fly:
+            return await provisioner.destroy(user_id, reason)
 
     try:
         result = asyncio.run(_with_pool(run))
@@ -239,16 +318,24 @@ def destroy(user_id: UUID, reason: str = typer.Option(..., help="e.g. subscripti
 
 
 @machines_app.command("list")
-def machines_list(all_: bool = typer.Option(False, "--all", help="include destroyed machines")) -> None:
+def machines_list(
+    all_: bool = typer.Option(False, "--all", help="include destroyed machines"),
+    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
     """Machines and their heartbeats."""
 
-    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[Any]:
-        sql = "SELECT m.*, u.email, u.tier FROM fly_machines m JOIN users u ON u.id = m.user_id"
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        sql = ("SELECT m.user_id, u.email, u.tier, m.machine_id, m.status, m.memory_mb, m.region, m.http_url, "
+               "m.last_heartbeat, m.created_at, m.destroyed_at, m.destroy_reason "
+               "FROM fly_machines m JOIN users u ON u.id = m.user_id")
         if not all_:
             sql += " WHERE m.status <> 'destroyed'"
-        return await pool.fetch(sql + " ORDER BY m.created_at")
+        return [dict(r) for r in await pool.fetch(sql + " ORDER BY m.created_at")]
 
     rows = asyncio.run(_with_pool(run))
+    if json_:
+        _json_out(rows)
+        return
     table = Table(title="machines")
     for col in ("user", "tier", "machine", "status", "memory MB", "last heartbeat"):
         table.add_column(col)
@@ -258,16 +345,136 @@ def machines_list(all_: bool = typer.Option(False, "--all", help="include destro
     Console().print(table)
 
 
+@machines_app.command("status")
+def machines_status(user_id: UUID, json_: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """One subscriber's machine: its row, what Fly reports (state, size, checks) and its last fleet events."""
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> dict[str, Any]:
+        user = await pool.fetchrow("SELECT id, email, tier, subscription_status FROM users WHERE id = $1", user_id)
+        row = await pool.fetchrow(
+            "SELECT * FROM fly_machines WHERE user_id = $1 ORDER BY (status <> 'destroyed') DESC, created_at DESC "
+            "LIMIT 1", user_id)
+        events = await pool.fetch(
+            "SELECT created_at, action, outcome, machine_id, error FROM fleet_events WHERE user_id = $1 "
+            "ORDER BY id DESC LIMIT 10", user_id)
+        fly_state = None
+        if row is not None and not row["machine_id"].startswith("pending-") and row["status"] != "destroyed":
+            provisioner, fly = _provisioner_from_env(settings, pool)
+            try:
+                machine = await fly.get_machine(row["machine_id"])
+                fly_state = {"state": machine.state, "memory_mb": machine.config.guest.memory_mb
+                             if machine.config and machine.config.guest else None,
+                             "checks": {c.name: c.status for c in machine.checks}}
+            except Exception as exc:  # noqa: BLE001 - reported, not fatal: the row is still shown
+                fly_state = {"error": str(exc)}
+            finally:
+                await fly.aclose()
+        return {"user": dict(user) if user else None, "machine": dict(row) if row else None, "fly": fly_state,
+                "events": [dict(e) for e in events]}
+
+    status = asyncio.run(_with_pool(run))
+    if status["user"] is None:
+        _fail(f"user {user_id} does not exist")
+    if json_:
+        _json_out(status)
+        return
+    user, row, fly = status["user"], status["machine"], status["fly"]
+    out = Console()
+    out.print(f"{user['email']}: tier {user['tier']}, subscription {user['subscription_status'] or '-'}")
+    if row is None:
+        out.print("no machine")
+    else:
+        heartbeat = row["last_heartbeat"].isoformat() if row["last_heartbeat"] else "-"
+        out.print(f"machine {row['machine_id']} {row['status']} ({row['memory_mb']} MB, {row['region']}), "
+                  f"last heartbeat {heartbeat}")
+        if fly is not None:
+            out.print(f"Fly: {fly}")
+    table = Table(title="fleet events")
+    for col in ("time", "action", "outcome", "machine", "error"):
+        table.add_column(col)
+    for e in status["events"]:
+        table.add_row(e["created_at"].isoformat(), e["action"], e["outcome"], e["machine_id"] or "-", e["error"] or "")
+    out.print(table)
+
+
+def _reconciler_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
+    from datetime import timedelta
+
+    from control_plane.fleet import Reconciler
+
+    provisioner, fly = _provisioner_from_env(settings, pool)
+    return Reconciler(pool, fly, provisioner, grace=timedelta(hours=settings.past_due_grace_hours),
+                      concurrency=settings.fleet_concurrency), fly
+
+
+@app.command()
+def reconcile(
+    once: bool = typer.Option(False, "--once", help="one pass, then exit (default: run the loop)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, change nothing"),
+    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Converge the fleet to the subscribers: one machine per paid, active subscription.
+
+    Exits 1 when an action failed (it is retried on the next pass).
+    """
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
+        reconciler, fly = _reconciler_from_env(settings, pool)
+        try:
+            if dry_run:
+                return await reconciler.plan()
+            if once:
+                return await reconciler.reconcile_once()
+            from control_plane.fleet import FleetService
+
+            url, _ = await _database_url(settings)
+            async with FleetService(url, reconciler, period_s=settings.fleet_period_s):
+                console.print("reconciling; Ctrl-C stops")
+                await asyncio.Event().wait()
+        finally:
+            await reconciler.aclose()
+            await fly.aclose()
+
+    try:
+        report = asyncio.run(_with_pool(run))
+    except KeyboardInterrupt:
+        return
+    rows = ([{"user_id": a.user_id, "action": a.kind, "machine_id": a.machine_id, "reason": a.reason,
+              "outcome": "planned", "error": None} for a in report.planned] if dry_run else
+            [{"user_id": a.user_id, "action": a.kind, "machine_id": a.machine_id, "reason": a.reason,
+              "outcome": outcome, "error": error} for a, outcome, error in report.done])
+    if json_:
+        _json_out({"actions": rows, "skipped_locked": report.skipped_locked, "foreign": report.foreign})
+    else:
+        table = Table(title="plan (dry run)" if dry_run else "reconcile pass")
+        for col in ("user", "action", "machine", "reason", "outcome", "error"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["user_id"], r["action"], r["machine_id"] or "-", r["reason"], r["outcome"], r["error"] or "")
+        Console().print(table)
+        if report.skipped_locked:
+            console.print(f"{len(report.skipped_locked)} subscriber(s) skipped: another replica holds their lock")
+    if not dry_run and report.failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def serve() -> None:
-    """Run the analysis endpoint and, without FLY_API_URL, the local machines engine, until Ctrl-C."""
+    """Run the analysis endpoint, the fleet's reconcile loop and, without FLY_API_URL, the local
+    machines engine, until Ctrl-C."""
+    from datetime import timedelta
+
     from control_plane.local import LocalStack
 
     async def run() -> None:
-        async with LocalStack(_settings()) as stack:
+        settings = _settings()
+        async with LocalStack(settings) as stack:
             assert stack.info is not None
             console.print(f"analysis endpoint {stack.info.analysis_url}; Fly API {stack.info.fly_api_url}")
-            await asyncio.Event().wait()
+            async with stack.fleet(period_s=settings.fleet_period_s,
+                                   grace=timedelta(hours=settings.past_due_grace_hours)):
+                console.print(f"fleet: reconciling every {settings.fleet_period_s:g}s and on every subscription change")
+                await asyncio.Event().wait()
 
     try:
         asyncio.run(run())

@@ -6,10 +6,12 @@
    (default ``../shared/data/binance``) at ``--speed``.
 3. The analysis service (rules backend) and the local machines engine.
 4. A fresh demo user (tier pro) with the traders in ``examples/traders``
-   (each filter validated in the sandbox first), and its machine provisioned.
+   (each filter validated in the sandbox first); its subscription is then
+   activated and the fleet's reconcile loop provisions its machine.
 5. A live table of signals, trades and positions for ``--duration`` seconds
-   (or until Ctrl-C), prices at each symbol's tick precision; then the machine
-   is shut down and destroyed, the end state is printed as a table, and one
+   (or until Ctrl-C), prices at each symbol's tick precision; then the
+   subscription is cancelled and the fleet shuts the machine down and destroys
+   it, the end state is printed as a table, and one
    JSON summary line read from the database is printed last.
 
 Log lines (the exchange simulator's, the in-process services', library
@@ -141,9 +143,28 @@ async def _reset_demo_user(stack: LocalStack) -> UUID:
             "WHERE user_id = $1 AND status <> 'destroyed'", old,
         )
         await stack.pool.execute("DELETE FROM users WHERE id = $1", old)
+    # No subscription yet: the fleet provisions the machine once the traders are in and it is activated.
     return await stack.pool.fetchval(
-        "INSERT INTO users (email, tier, subscription_status) VALUES ($1, 'pro', 'active') RETURNING id", DEMO_EMAIL
+        "INSERT INTO users (email, tier, subscription_status) VALUES ($1, 'pro', NULL) RETURNING id", DEMO_EMAIL
     )
+
+
+async def _fleet_row(pool: asyncpg.Pool, user_id: UUID, statuses: tuple[str, ...], timeout_s: float) -> asyncpg.Record:
+    """The user's newest ``fly_machines`` row once its status is one of ``statuses`` (the fleet acts on
+    NOTIFY within seconds). Raises SystemExit with the fleet's last error after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = await pool.fetchrow(
+            "SELECT * FROM fly_machines WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1", user_id)
+        if row is not None and row["status"] in statuses:
+            return row
+        if time.monotonic() > deadline:
+            error = await pool.fetchval(
+                "SELECT error FROM fleet_events WHERE user_id = $1 AND outcome = 'failed' ORDER BY id DESC LIMIT 1",
+                user_id)
+            raise SystemExit(f"the fleet did not bring the machine to {'/'.join(statuses)} in {timeout_s:g}s"
+                             f"{f': {error}' if error else ''}")
+        await asyncio.sleep(0.25)
 
 
 async def _add_example_traders(stack: LocalStack, user_id: UUID, console: Console) -> int:
@@ -255,25 +276,32 @@ async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed
             user_id = await _reset_demo_user(stack)
             console.print(f"Demo user {user_id} (tier pro).")
             await _add_example_traders(stack, user_id, console)
-            provisioner = stack.provisioner()
-            machine = await provisioner.provision(user_id)
-            console.print(f"Machine {machine['machine_id']} {machine['status']} at {machine['http_url']}.")
-            ticks = await _tick_sizes(rest_url or settings.binance_rest_url)
-            started = time.monotonic()
-            interrupted = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, interrupted.set)  # Ctrl-C ends the demo cleanly
-            try:
-                with Live(await _render(stack.pool, user_id, started, duration, ticks), console=console,
-                          refresh_per_second=2, transient=False) as live:
-                    while not interrupted.is_set() and (duration is None or time.monotonic() - started < duration):
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(interrupted.wait(), 1.0)
-                        live.update(await _render(stack.pool, user_id, started, duration, ticks))
-            finally:
-                loop.remove_signal_handler(signal.SIGINT)
-            final = await provisioner.destroy(user_id, "demo finished")
-            console.print(f"\nMachine destroyed; final state {final['finalState']}.")
+            async with stack.fleet(period_s=30.0):
+                await stack.pool.execute("UPDATE users SET subscription_status = 'active' WHERE id = $1", user_id)
+                machine = await _fleet_row(stack.pool, user_id, ("running",), 120.0)
+                console.print(f"Machine {machine['machine_id']} {machine['status']} at {machine['http_url']} "
+                              "(provisioned by the fleet's reconcile loop).")
+                ticks = await _tick_sizes(rest_url or settings.binance_rest_url)
+                started = time.monotonic()
+                interrupted = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGINT, interrupted.set)  # Ctrl-C ends the demo cleanly
+                try:
+                    with Live(await _render(stack.pool, user_id, started, duration, ticks), console=console,
+                              refresh_per_second=2, transient=False) as live:
+                        while not interrupted.is_set() and (duration is None or time.monotonic() - started < duration):
+                            with contextlib.suppress(asyncio.TimeoutError):
+                                await asyncio.wait_for(interrupted.wait(), 1.0)
+                            live.update(await _render(stack.pool, user_id, started, duration, ticks))
+                finally:
+                    loop.remove_signal_handler(signal.SIGINT)
+                await stack.pool.execute("UPDATE users SET subscription_status = 'cancelled' WHERE id = $1", user_id)
+                await _fleet_row(stack.pool, user_id, ("destroyed",), 90.0)
+                final = await stack.pool.fetchval(
+                    "SELECT detail FROM fleet_events WHERE user_id = $1 AND action = 'retire' ORDER BY id DESC LIMIT 1",
+                    user_id)
+                console.print(f"\nSubscription cancelled: the fleet shut the machine down and destroyed it; "
+                              f"final state {final}.")
             result = await summary(stack.pool, user_id)  # read after destruction: the state it ended in
             console.print(await _render(stack.pool, user_id, started, None, ticks))
             console.print(_summary_table(result))

@@ -4,7 +4,7 @@ analysis service, for ``control-plane serve`` and ``control-plane demo``.
 With ``DATABASE_URL`` / ``FLY_API_URL`` set, the real services are used
 instead and nothing local is started for them. The running stack's endpoints
 and generated tokens are written to ``DATA_DIR/local.json`` (mode 0600) so that
-other CLI commands (``provision``, ``destroy``, ``machines list``) reach it.
+other CLI commands (``reconcile``, ``provision``, ``destroy``, ``machines list``) reach it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from datetime import timedelta
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from control_plane.analysis import RulesBackend, create_analysis_app
 from control_plane.db import EmbeddedPostgres, migrate
+from control_plane.fleet import DEFAULT_GRACE, FleetService, Reconciler
 from control_plane.fly import FlyClient
 from control_plane.provisioning import MachineEnv, Provisioner
 from control_plane.settings import ControlPlaneSettings, machine_token
@@ -133,6 +135,12 @@ class LocalStack:
             self.pool, self.fly, env, image=self.settings.machine_image, region=self.settings.fly_region,
             token_for=lambda user_id: machine_token(info.machine_token_secret, user_id),
         )
+
+    def fleet(self, *, period_s: float = 30.0, grace: timedelta = DEFAULT_GRACE) -> FleetService:
+        """The reconcile loop over this stack's database and Fly API (``async with stack.fleet():``)."""
+        assert self.pool is not None and self.fly is not None and self.info is not None
+        reconciler = Reconciler(self.pool, self.fly, self.provisioner(), grace=grace)
+        return FleetService(self.info.database_url, reconciler, period_s=period_s)
 
     async def stop(self) -> None:
         if self.fly is not None:

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from control_plane.fly import TIER_MEMORY_MB, FlyClient, FlyError, FlyNotFound, machine_config_for
 
@@ -93,6 +94,21 @@ class Provisioner:
         live = await self.live_machine(user_id)
         if live is not None:
             return live
+        return await self.create(user_id, user["tier"], wait_timeout_s=wait_timeout_s)
+
+    async def create(self, user_id: UUID, tier: str, *, wait_timeout_s: float = 60.0) -> dict[str, Any]:
+        """Create ``user_id``'s machine of ``tier`` and wait (up to ``wait_timeout_s``) until it started.
+
+        A ``fly_machines`` row (``provisioning``) is written before Fly is called, so a
+        crash leaves a trace the reconcile loop resolves by the machine's ``user_id``
+        metadata tag. The create is tagged, so an unknown outcome never makes a second
+        machine (``FlyClient.create_machine``). Returns the live row (``running``, or
+        ``starting`` when the wait timed out).
+
+        Raises:
+            ProvisioningError: a live row exists already (created concurrently), or Fly refused.
+        """
+        memory_mb = TIER_MEMORY_MB[tier]
         placeholder = f"pending-{uuid.uuid4().hex}"
         try:
             row_id = await self._pool.fetchval(
@@ -101,22 +117,8 @@ class Provisioner:
                 user_id, placeholder, self._region, memory_mb, self._image,
             )
         except asyncpg.UniqueViolationError:
-            live = await self.live_machine(user_id)
-            if live is None:
-                raise ProvisioningError(f"user {user_id} is being provisioned concurrently") from None
-            return live
-        env = {
-            "USER_ID": str(user_id),
-            "DATABASE_URL": self._env.database_url,
-            "ANALYSIS_URL": self._env.analysis_url,
-            "ANALYSIS_TOKEN": self._env.analysis_token,
-            "MACHINE_TOKEN": self._token_for(str(user_id)),
-            "BINANCE_WS_URL": self._env.binance_ws_url,
-            "BINANCE_REST_URL": self._env.binance_rest_url,
-            "SANDBOX_WORKERS": str(TIER_SANDBOX_WORKERS[user["tier"]]),
-            **(self._env.extra or {}),
-        }
-        config = machine_config_for(str(user_id), user["tier"], self._image, env)
+            raise ProvisioningError(f"user {user_id} has a machine already (created concurrently)") from None
+        config = self.machine_config(user_id, tier)
         try:
             machine = await self._fly.create_machine(
                 config, name=f"user-{user_id.hex[:12]}", region=self._region, tag=("user_id", str(user_id))
@@ -134,11 +136,33 @@ class Provisioner:
             row_id, machine.id, machine.private_ip, machine.region or self._region, _http_url(machine),
         )
         log.info("machine_created", user_id=str(user_id), machine_id=machine.id, memory_mb=memory_mb)
-        await self._fly.wait(machine.id, "started", timeout_s=wait_timeout_s)
-        await self._pool.execute(
-            "UPDATE fly_machines SET status = 'running', updated_at = NOW() WHERE id = $1 AND status = 'starting'", row_id
-        )
+        try:
+            await self._fly.wait(machine.id, "started", timeout_s=wait_timeout_s)
+        except FlyError as exc:
+            log.warning("machine_not_started_yet", user_id=str(user_id), machine_id=machine.id, error=str(exc))
+        else:
+            await self._pool.execute(
+                "UPDATE fly_machines SET status = 'running', updated_at = NOW() WHERE id = $1 AND status = 'starting'",
+                row_id,
+            )
         return await self.live_machine(user_id)  # type: ignore[return-value]
+
+    def _machine_env(self, user_id: UUID, tier: str) -> dict[str, str]:
+        return {
+            "USER_ID": str(user_id),
+            "DATABASE_URL": self._env.database_url,
+            "ANALYSIS_URL": self._env.analysis_url,
+            "ANALYSIS_TOKEN": self._env.analysis_token,
+            "MACHINE_TOKEN": self._token_for(str(user_id)),
+            "BINANCE_WS_URL": self._env.binance_ws_url,
+            "BINANCE_REST_URL": self._env.binance_rest_url,
+            "SANDBOX_WORKERS": str(TIER_SANDBOX_WORKERS[tier]),
+            **(self._env.extra or {}),
+        }
+
+    def machine_config(self, user_id: UUID, tier: str) -> Any:
+        """The config ``user_id``'s machine of ``tier`` is created with (``MachineConfig``)."""
+        return machine_config_for(str(user_id), tier, self._image, self._machine_env(user_id, tier))
 
     async def live_machine(self, user_id: UUID) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(
@@ -159,39 +183,76 @@ class Provisioner:
         row = await self.live_machine(user_id)
         if row is None:
             raise ProvisioningError(f"user {user_id} has no machine")
-        await self._pool.execute(
-            "UPDATE fly_machines SET status = 'stopping', updated_at = NOW() WHERE id = $1", row["id"]
-        )
+        final_state = await self.retire(user_id, row["machine_id"], reason, row=row,
+                                        shutdown_timeout_s=shutdown_timeout_s)
+        return {"machineId": row["machine_id"], "finalState": final_state}
+
+    async def retire(
+        self,
+        user_id: UUID,
+        machine_id: str,
+        reason: str,
+        *,
+        row: Mapping[str, Any] | None = None,
+        shutdown_timeout_s: float = 30.0,
+    ) -> dict[str, Any] | None:
+        """Shut ``machine_id`` down gracefully (``POST /shutdown`` when ``row`` knows its URL: the
+        machine saves its final state and exits), then destroy it; ``row`` is closed as destroyed.
+
+        Returns ``{"openPositions", "watchingSignals"}`` as the machine reported them, or None
+        when it did not answer ``/shutdown``. Raises FlyError when Fly refuses the destroy.
+        """
+        if row is not None:
+            await self._pool.execute(
+                "UPDATE fly_machines SET status = 'stopping', updated_at = NOW() WHERE id = $1", row["id"]
+            )
         final_state = None
-        if row["http_url"]:
-            try:
-                async with httpx.AsyncClient(timeout=shutdown_timeout_s) as http:
-                    resp = await http.post(
-                        row["http_url"].rstrip("/") + "/shutdown",
-                        json={"reason": reason},
-                        headers={"Authorization": f"Bearer {self._token_for(str(user_id))}"},
-                    )
-                if resp.status_code == 200:
-                    body = resp.json()
-                    final_state = {k: body.get(k) for k in ("openPositions", "watchingSignals")}
-            except httpx.HTTPError as exc:
-                log.warning("machine_shutdown_unanswered", user_id=str(user_id), error=str(exc))
-        machine_id = row["machine_id"]
+        if row is not None and row["http_url"] and row["machine_id"] == machine_id:
+            final_state = await self._shutdown(user_id, row["http_url"], reason, shutdown_timeout_s)
         if not machine_id.startswith("pending-"):
-            try:
-                await self._fly.wait(machine_id, "stopped", timeout_s=shutdown_timeout_s)
-            except FlyError:
-                await self._fly.stop(machine_id)
+            if final_state is not None:
+                try:
+                    await self._fly.wait(machine_id, "stopped", timeout_s=shutdown_timeout_s)
+                except FlyError:
+                    pass
             try:
                 await self._fly.destroy(machine_id, force=True)
             except FlyNotFound:
                 pass
-        await self._pool.execute(
-            "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, updated_at = NOW() "
-            "WHERE id = $1", row["id"], reason,
-        )
+        if row is not None:
+            await self._pool.execute(
+                "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
+                "updated_at = NOW() WHERE id = $1", row["id"], reason,
+            )
         log.info("machine_destroyed", user_id=str(user_id), machine_id=machine_id, reason=reason)
-        return {"machineId": machine_id, "finalState": final_state}
+        return final_state
+
+    async def _shutdown(self, user_id: UUID, http_url: str, reason: str, timeout_s: float) -> dict[str, Any] | None:
+        """``POST /shutdown``; a machine still starting (connection refused) is asked again for up
+        to a third of ``timeout_s``. None when it never answered 200."""
+        retry = AsyncRetrying(
+            retry=retry_if_exception_type(httpx.ConnectError),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(timeout_s / 3),
+            reraise=True,
+        )
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as http:
+                async for attempt in retry:
+                    with attempt:
+                        resp = await http.post(
+                            http_url.rstrip("/") + "/shutdown",
+                            json={"reason": reason},
+                            headers={"Authorization": f"Bearer {self._token_for(str(user_id))}"},
+                        )
+        except httpx.HTTPError as exc:
+            log.warning("machine_shutdown_unanswered", user_id=str(user_id), error=str(exc))
+            return None
+        if resp.status_code != 200:
+            log.warning("machine_shutdown_refused", user_id=str(user_id), status=resp.status_code)
+            return None
+        body = resp.json()
+        return {k: body.get(k) for k in ("openPositions", "watchingSignals")}
 
     async def list(self, include_destroyed: bool = False) -> list[dict[str, Any]]:
         sql = "SELECT m.*, u.email, u.tier FROM fly_machines m JOIN users u ON u.id = m.user_id"

@@ -305,18 +305,22 @@ class FlyClient:
         *,
         instance_id: str | None = None,
         from_event_id: str | None = None,
+        version: str | None = None,
     ) -> WaitResult:
         """Fly spec operation ``Machines_wait``: until the Machine is in ``state``
         (``started``, ``stopped``, ``suspended``, ``destroyed``, ``failed``, ``settled``).
 
-        ``instance_id`` waits on that version (Fly wants it for ``stopped``). Waits longer
-        than 60 s are chained requests. Raises FlyTimeout after ``timeout_s`` seconds,
-        FlyNotFound, FlyBadRequest.
+        ``version`` (or its older name ``instance_id``) waits on that version of the
+        Machine (Fly wants it for ``stopped``; an older version counts as stopped once
+        replaced). Fly caps one wait at 60 s: longer waits are chained requests until
+        ``timeout_s`` seconds. Raises FlyTimeout after ``timeout_s``, FlyNotFound, FlyBadRequest.
         """
         deadline = time.monotonic() + timeout_s
         while True:
             chunk = max(1, min(MAX_WAIT_PER_REQUEST_S, math.ceil(deadline - time.monotonic())))
             params: dict[str, Any] = {"state": state, "timeout": chunk}
+            if version:
+                params["version"] = version
             if instance_id:
                 params["instance_id"] = instance_id
             if from_event_id:

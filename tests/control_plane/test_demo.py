@@ -40,19 +40,26 @@ def test_demo_summary_is_read_after_destruction_and_counts_reanalyses(db_url, bi
     log_path = Path(terminal.split("warnings): ", 1)[1].splitlines()[0].strip())
     assert log_path.is_file() and log_path.parent == tmp_path / "data" / "logs"
     assert "simulator_started" in log_path.read_text()
-    assert "end state" in terminal and terminal.index("Machine destroyed") < terminal.index("end state")
+    words = " ".join(terminal.split())  # rich wraps long lines
+    assert "(provisioned by the fleet's reconcile loop)" in words
+    assert "end state" in words and words.index("shut the machine down and destroyed it") < words.index("end state")
 
-    async def from_db() -> tuple[str, int]:
+    async def from_db() -> tuple[str, int, list]:
         conn = await asyncpg.connect(db_url)
         try:
             state = await conn.fetchval("SELECT status FROM fly_machines WHERE user_id = $1", summary["user_id"])
+            events = await conn.fetch("SELECT action, outcome, detail::text FROM fleet_events WHERE user_id = $1 "
+                                      "ORDER BY id", summary["user_id"])
             reanalysed = await conn.fetchval(
                 "SELECT count(*) FROM (SELECT signal_id FROM analysis_history WHERE user_id = $1 "
                 "GROUP BY signal_id HAVING count(*) > 1) s", summary["user_id"],
             )  # fmt: skip
-            return state, reanalysed
+            return state, reanalysed, events
         finally:
             await conn.close()
 
-    state, reanalysed = asyncio.run(from_db())
+    state, reanalysed, events = asyncio.run(from_db())
     assert state == "destroyed" and reanalysed > 0
+    # The machine came and went through the fleet's reconcile loop, not a direct call.
+    assert [(e["action"], e["outcome"]) for e in events] == [("create", "ok"), ("retire", "ok")]
+    assert "openPositions" in events[1]["detail"]  # the graceful /shutdown answered with the final state

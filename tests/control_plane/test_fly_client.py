@@ -159,7 +159,9 @@ async def test_update_machine_restarts_with_the_new_config(fly, tmp_path):
     new_config = config.model_copy(update={"env": {**config.env, "RELEASE": "2"}})
     updated = await fly.update_machine(machine.id, new_config, current_version=machine.instance_id)
     assert updated.instance_id != machine.instance_id
-    await fly.wait(machine.id, "started", timeout_s=15, instance_id=updated.instance_id)
+    await fly.wait(machine.id, "started", timeout_s=15, version=updated.instance_id)
+    # The replaced version counts as stopped.
+    assert (await fly.wait(machine.id, "stopped", timeout_s=5, version=machine.instance_id)).state == "stopped"
 
     def release():
         return out.exists() and json.loads(out.read_text()).get("RELEASE") == "2"

@@ -1,0 +1,292 @@
+"""The reconcile loop against the local engine (real processes) and real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from control_plane.fleet import FleetService, Reconciler
+from control_plane.fly import FlyClient, MachineConfig, RateLimit, RateLimiter, RetryPolicy
+from control_plane.provisioning import MachineEnv, Provisioner
+from fly_engine import Engine, RateLimits
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _load_testkit():
+    path = Path(__file__).resolve().parents[1] / "fly_engine" / "fly_testkit.py"
+    module = sys.modules.get("fly_testkit")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("fly_testkit", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fly_testkit"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+kit = _load_testkit()
+APP, TOKEN = kit.APP, kit.TOKEN
+IMAGE = "registry.fly.io/trader-machines:test"
+
+#: A stand-in for the trader machine: GET /health, and POST /shutdown which records the
+#: call in $OUT_DIR/$USER_ID.shutdown, answers the final state and exits 0.
+MACHINE_STUB = (
+    "import http.server, json, os, pathlib, threading\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def _send(self, code, body):\n"
+    "        data = json.dumps(body).encode()\n"
+    "        self.send_response(code); self.send_header('Content-Length', str(len(data)))\n"
+    "        self.end_headers(); self.wfile.write(data)\n"
+    "    def do_GET(self):\n"
+    "        self._send(200, {'status': 'ok'})\n"
+    "    def do_POST(self):\n"
+    "        if self.path != '/shutdown' or self.headers.get('Authorization') != 'Bearer mt-' + os.environ['USER_ID']:\n"
+    "            return self._send(401, {'error': 'no'})\n"
+    "        pathlib.Path(os.environ['OUT_DIR'], os.environ['USER_ID'] + '.shutdown').write_text('bye')\n"
+    "        self._send(200, {'openPositions': 0, 'watchingSignals': 0})\n"
+    "        threading.Thread(target=lambda: os._exit(0)).start()\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer(('127.0.0.1', int(os.environ['HTTP_PORT'])), H).serve_forever()\n"
+)
+FAST = RateLimits(action_per_s=50, action_burst=10, get_machine_per_s=100, get_machine_burst=20)
+
+
+def _limiter() -> RateLimiter:
+    return RateLimiter(action=RateLimit(per_second=50, burst=10, spare=5),
+                       get_machine=RateLimit(per_second=100, burst=20, spare=10))
+
+
+class Counting(httpx.AsyncBaseTransport):
+    """Counts requests per method on top of the spec-checking transport."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request):
+        self.calls.append((request.method, request.url.path))
+        return await self.inner.handle_async_request(request)
+
+    def mutations(self):
+        return [c for c in self.calls if c[0] != "GET"]
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    async with Engine(tmp_path / "engine", token=TOKEN, apps=[APP], port_env="HTTP_PORT", rate_limits=FAST,
+                      image_commands={IMAGE: kit.py(MACHINE_STUB)}, restart_backoff_s=(0.01, 0.05),
+                      default_stop_timeout_s=2.0, shutdown_timeout_s=2.0) as engine:
+        yield engine
+        assert not engine.rate_limited
+
+
+class Replica:
+    def __init__(self, pool, fly, reconciler, transport):
+        self.pool, self.fly, self.reconciler, self.transport = pool, fly, reconciler, transport
+
+
+@pytest.fixture
+async def make_replica(engine, db_url, tmp_path):
+    spec = kit.Spec()
+    opened: list[Replica] = []
+
+    async def make(name: str, grace: timedelta = timedelta(hours=1)) -> Replica:
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
+        transport = Counting(kit.SpecCheckingTransport(spec))
+        fly = FlyClient(engine.base_url, TOKEN, APP, transport=transport, rate_limiter=_limiter(),
+                        retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05))
+        env = MachineEnv(db_url, "http://127.0.0.1:9/analyze-signal", "analysis-token", "ws://127.0.0.1:9",
+                         "http://127.0.0.1:9", extra={"OUT_DIR": str(tmp_path)})
+        provisioner = Provisioner(pool, fly, env, image=IMAGE, region="local", token_for=lambda u: f"mt-{u}")
+        reconciler = Reconciler(pool, fly, provisioner, grace=grace, replica=name, wait_started_s=15)
+        replica = Replica(pool, fly, reconciler, transport)
+        opened.append(replica)
+        return replica
+
+    yield make
+    for replica in opened:
+        await replica.reconciler.aclose()
+        await replica.fly.aclose()
+        await replica.pool.close()
+
+
+async def _user(pool, email: str, tier: str = "pro", status: str | None = "active") -> str:
+    return str(await pool.fetchval(
+        "INSERT INTO users (email, tier, subscription_status) VALUES ($1, $2, $3) RETURNING id", email, tier, status))
+
+
+async def _live(pool, user_id: str):
+    return await pool.fetchrow("SELECT * FROM fly_machines WHERE user_id::text = $1 AND status <> 'destroyed'",
+                               user_id)
+
+
+async def _tagged(fly, user_id: str):
+    return await fly.list_machines(metadata={"user_id": user_id})
+
+
+async def test_a_pass_from_an_empty_fleet_then_an_idle_pass(make_replica):
+    r = await make_replica("a")
+    pro = await _user(r.pool, "pro@x")
+    elite = await _user(r.pool, "elite@x", "elite")
+    await _user(r.pool, "free@x", "free")
+    await _user(r.pool, "gone@x", "pro", "cancelled")
+
+    report = await r.reconciler.reconcile_once()
+    assert sorted((a.kind, a.user_id) for a, outcome, _ in report.done if outcome == "ok") == sorted(
+        [("create", pro), ("create", elite)])
+    assert not report.failed
+    for user_id, memory_mb in ((pro, 256), (elite, 512)):
+        row = await _live(r.pool, user_id)
+        machines = await _tagged(r.fly, user_id)
+        assert [m.id for m in machines] == [row["machine_id"]] and row["status"] == "running"
+        assert machines[0].config.guest.memory_mb == memory_mb == row["memory_mb"]
+    events = await r.pool.fetch("SELECT action, outcome, replica FROM fleet_events ORDER BY id")
+    assert [(e["action"], e["outcome"], e["replica"]) for e in events] == [("create", "ok", "a")] * 2
+
+    r.transport.calls.clear()
+    idle = await r.reconciler.reconcile_once()
+    assert idle.planned == [] and idle.done == []
+    assert r.transport.mutations() == []  # an idle pass only reads
+    assert await r.pool.fetchval("SELECT count(*) FROM fleet_events") == 2
+
+
+async def test_dry_run_plans_without_acting(make_replica):
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    plan = await r.reconciler.plan()
+    assert [(a.kind, a.user_id) for a in plan.planned] == [("create", user)]
+    assert r.transport.mutations() == [] and await _live(r.pool, user) is None
+
+
+async def test_two_replicas_racing_make_one_machine_per_subscriber(make_replica):
+    a, b = await make_replica("a"), await make_replica("b")
+    users = [await _user(a.pool, f"u{i}@x") for i in range(6)]
+    first, second = await asyncio.gather(a.reconciler.reconcile_once(), b.reconciler.reconcile_once())
+    for _ in range(3):  # whatever one replica skipped (locked) the next pass finishes
+        if all([await _live(a.pool, u) for u in users]):
+            break
+        await a.reconciler.reconcile_once()
+    for user_id in users:
+        machines = [m for m in await _tagged(a.fly, user_id) if m.state != "destroyed"]
+        assert len(machines) == 1, (user_id, machines)
+        assert (await _live(a.pool, user_id))["machine_id"] == machines[0].id
+    creates = await a.pool.fetchval("SELECT count(*) FROM fleet_events WHERE action = 'create' AND outcome = 'ok'")
+    assert creates == len(users)
+    assert not [d for d in first.done + second.done if d[0].kind == "destroy_duplicate"]
+
+
+async def test_one_replica_never_works_on_a_subscriber_twice_at_once(make_replica):
+    """Seen in the demo: the start-up pass and a NOTIFY for the same subscriber both got the
+    (re-entrant) session advisory lock; the second adopted the machine the first was creating."""
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    first, second = await asyncio.gather(r.reconciler.reconcile_user(user), r.reconciler.reconcile_user(user))
+    assert sorted([first is None, second is None]) == [False, True]
+    done = first or second
+    assert [(a.kind, outcome) for a, outcome, _ in done] == [("create", "ok")]
+    assert await r.reconciler.reconcile_user(user) == []  # and the lock was released
+
+
+async def test_untracked_orphan_duplicate_and_foreign_machines(make_replica):
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    config = r.reconciler._provisioner.machine_config(__import__("uuid").UUID(user), "pro")
+    # A tagged Machine the table lacks (e.g. the control plane crashed after the create) ...
+    untracked = await r.fly.create_machine(config, tag=("user_id", user))
+    # ... a tagged Machine of a user that no longer exists, and an untagged Machine that is not ours.
+    ghost_id = "00000000-0000-0000-0000-0000000000aa"
+    ghost_config = config.model_copy(update={"metadata": {"user_id": ghost_id, "tier": "pro"}})
+    ghost = await r.fly.create_machine(ghost_config)
+    foreign = await r.fly.create_machine(MachineConfig(image=IMAGE, env={"USER_ID": "x", "OUT_DIR": "/tmp"}))
+    for m in (untracked, ghost, foreign):
+        await r.fly.wait(m.id, "started", timeout_s=15)
+
+    report = await r.reconciler.reconcile_once()
+    assert not report.failed
+    assert {(a.kind, a.machine_id) for a, _, _ in report.done} == {("adopt", untracked.id), ("retire", ghost.id)}
+    assert report.foreign == [foreign.id]
+    assert (await _live(r.pool, user))["machine_id"] == untracked.id
+    assert (await r.fly.get_machine(ghost.id)).state == "destroyed"
+    assert (await r.fly.get_machine(foreign.id)).state == "started"
+
+    duplicate = await r.fly.create_machine(config)  # a second tagged Machine for the same user
+    report = await r.reconciler.reconcile_once()
+    assert [(a.kind, a.machine_id) for a, _, _ in report.done] == [("destroy_duplicate", duplicate.id)]
+    assert [m.id for m in await _tagged(r.fly, user)] == [untracked.id]
+
+
+async def test_a_row_whose_machine_is_gone_is_replaced(make_replica):
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    await r.reconciler.reconcile_once()
+    old = (await _live(r.pool, user))["machine_id"]
+    await r.fly.destroy(old, force=True)  # gone behind the control plane's back
+
+    report = await r.reconciler.reconcile_once()
+    assert [(a.kind, a.reason) for a, _, _ in report.done] == [("close_row", "machine_gone"), ("create", "active")]
+    new = await _live(r.pool, user)
+    assert new["machine_id"] != old and new["status"] == "running"
+    closed = await r.pool.fetchrow("SELECT status, destroy_reason FROM fly_machines WHERE machine_id = $1", old)
+    assert tuple(closed) == ("destroyed", "machine_gone")
+
+
+async def test_tier_change_resizes_the_machine(make_replica):
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    await r.reconciler.reconcile_once()
+    machine_id = (await _live(r.pool, user))["machine_id"]
+    await r.pool.execute("UPDATE users SET tier = 'power' WHERE id::text = $1", user)
+    report = await r.reconciler.reconcile_once()
+    assert [(a.kind, a.memory_mb) for a, _, _ in report.done] == [("resize", 1024)]
+    machine = await r.fly.get_machine(machine_id)
+    assert machine.config.guest.memory_mb == 1024 and machine.metadata["tier"] == "power"
+    assert (await _live(r.pool, user))["memory_mb"] == 1024
+
+
+async def test_past_due_keeps_the_machine_for_the_grace_period_only(make_replica):
+    r = await make_replica("a", grace=timedelta(hours=1))
+    user = await _user(r.pool, "pro@x")
+    await r.reconciler.reconcile_once()
+    await r.pool.execute("UPDATE users SET subscription_status = 'past_due' WHERE id::text = $1", user)
+    assert (await r.reconciler.reconcile_once()).done == []
+    await r.pool.execute("UPDATE users SET past_due_since = NOW() - interval '2 hours' WHERE id::text = $1", user)
+    report = await r.reconciler.reconcile_once()
+    assert [(a.kind, a.reason) for a, _, _ in report.done] == [("retire", "past_due_beyond_grace")]
+
+
+async def test_a_cancellation_destroys_the_machine_within_seconds_through_notify(make_replica, db_url, tmp_path):
+    r = await make_replica("a")
+    user = await _user(r.pool, "pro@x")
+    async with FleetService(db_url, r.reconciler, period_s=3600) as service:
+        async def running():
+            row = await _live(r.pool, user)
+            return row if row is not None and row["status"] == "running" else None
+
+        row = await kit.eventually(running, timeout_s=30)
+        await kit.eventually(lambda: service.passes == 1)  # the start-up pass made it
+
+        started = time.monotonic()
+        await r.pool.execute("UPDATE users SET subscription_status = 'cancelled' WHERE id::text = $1", user)
+
+        async def destroyed():
+            return await r.pool.fetchval(
+                "SELECT status = 'destroyed' FROM fly_machines WHERE machine_id = $1", row["machine_id"])
+
+        await kit.eventually(destroyed, timeout_s=15)
+        elapsed = time.monotonic() - started
+        assert service.passes == 1  # no periodic pass ran (period 1 h): NOTIFY did it
+    assert elapsed < 10
+    assert (tmp_path / f"{user}.shutdown").read_text() == "bye"  # graceful /shutdown first
+    assert (await r.fly.get_machine(row["machine_id"])).state == "destroyed"
+    final = await r.pool.fetchrow("SELECT destroy_reason FROM fly_machines WHERE machine_id = $1", row["machine_id"])
+    assert final["destroy_reason"] == "subscription_cancelled"
+    events = await r.pool.fetch("SELECT action, outcome FROM fleet_events WHERE user_id::text = $1 ORDER BY id", user)
+    assert [(e["action"], e["outcome"]) for e in events] == [("create", "ok"), ("retire", "ok")]
