@@ -7,12 +7,13 @@
   subscriber's pass within seconds of a change announced on ``fleet_changes`` (NOTIFY).
 """
 
-from ._plan import PAID_TIERS, Action, Desired, FlyMachine, MachineRow, Subscriber, desired, plan_user
-from ._reconciler import DEFAULT_GRACE, FLEET_LOCK_CLASS, PassReport, Reconciler, summarize
+from ._plan import PAID_TIERS, Action, Desired, FlyMachine, MachineRow, Subscriber, desired, plan_user, silence
+from ._reconciler import DEFAULT_GRACE, DEFAULT_HEARTBEAT_TIMEOUT, FLEET_LOCK_CLASS, PassReport, Reconciler, summarize
 from ._service import FLEET_CHANNEL, FleetService
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_HEARTBEAT_TIMEOUT",
     "FLEET_CHANNEL",
     "FLEET_LOCK_CLASS",
     "PAID_TIERS",
@@ -26,5 +27,6 @@ __all__ = [
     "Subscriber",
     "desired",
     "plan_user",
+    "silence",
     "summarize",
 ]

@@ -12,7 +12,10 @@ the ordered actions that converge the actual state to that, from any mix of the 
   (its row written); any other tagged Machine is a ``destroy_duplicate``; a stopped kept
   Machine is ``start``\\ ed; a kept Machine of the wrong size is ``resize``\\ d;
 - not wanted: every tagged Machine is ``retire``\\ d (graceful ``POST /shutdown`` first when
-  the row knows its URL), a row without a Machine is ``close_row``\\ d.
+  the row knows its URL), a row without a Machine is ``close_row``\\ d;
+- wanted and started, but silent (no heartbeat, see :func:`silence`) for longer than the
+  heartbeat timeout: ``restart`` (the row becomes ``error``); still silent a timeout after
+  that restart: ``replace`` (destroyed without ceremony: it cannot answer) and ``create``.
 
 A plan is recomputed from fresh state for each subscriber under its lock before it is
 carried out (``_reconciler``), so a stale snapshot never acts twice.
@@ -34,6 +37,7 @@ __all__ = [
     "Subscriber",
     "desired",
     "plan_user",
+    "silence",
 ]
 
 #: Memory per paid tier, in MB (Fly ``guest.memory_mb``).
@@ -43,7 +47,9 @@ _STOPPED = frozenset({"stopped", "suspended", "failed"})
 #: Fly states of a Machine on its way out: neither kept nor acted on.
 _GOING = frozenset({"destroying", "destroyed"})
 
-ActionKind = Literal["create", "adopt", "start", "resize", "retire", "destroy_duplicate", "close_row"]
+ActionKind = Literal[
+    "create", "adopt", "start", "resize", "retire", "destroy_duplicate", "close_row", "restart", "replace"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,9 @@ class MachineRow:
     status: str
     memory_mb: int | None
     http_url: str | None
+    created_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    restarted_at: datetime | None = None
 
     @property
     def pending(self) -> bool:
@@ -130,6 +139,29 @@ def desired(subscriber: Subscriber | None, now: datetime, grace: timedelta) -> D
     return Desired(False, None, f"subscription_{subscriber.status or 'none'}")
 
 
+def silence(row: MachineRow, now: datetime) -> timedelta | None:
+    """How long the row's machine has been silent: since its last heartbeat, its creation or
+    its last restart, whichever is latest (None when none is known)."""
+    known = [t for t in (row.last_heartbeat, row.created_at, row.restarted_at) if t is not None]
+    return now - max(known) if known else None
+
+
+def _heartbeat_actions(user_id: str, row: MachineRow, kept: FlyMachine, now: datetime,
+                       timeout: timedelta, tier: str | None, memory_mb: int | None) -> list[Action]:
+    if kept.state != "started" or row.status not in ("starting", "running", "error"):
+        return []
+    quiet = silence(row, now)
+    if quiet is None or quiet <= timeout:
+        return []
+    seconds = f"silent {int(quiet.total_seconds())}s"
+    restarted_this_episode = row.restarted_at is not None and (
+        row.last_heartbeat is None or row.last_heartbeat < row.restarted_at)
+    if not restarted_this_episode:
+        return [Action("restart", user_id, kept.machine_id, reason=seconds)]
+    return [Action("replace", user_id, kept.machine_id, reason=f"{seconds} after a restart"),
+            Action("create", user_id, tier=tier, memory_mb=memory_mb, reason="replacement")]
+
+
 def _kept(row: MachineRow | None, machines: Sequence[FlyMachine]) -> FlyMachine | None:
     if row is not None:
         for machine in machines:
@@ -144,8 +176,13 @@ def plan_user(
     row: MachineRow | None,
     machines: Sequence[FlyMachine],
     tier: str | None = None,
+    *,
+    now: datetime | None = None,
+    heartbeat_timeout: timedelta | None = None,
 ) -> list[Action]:
-    """The actions converging one subscriber, in the order to take them (see the module doc)."""
+    """The actions converging one subscriber, in the order to take them (see the module doc).
+
+    Heartbeats are judged only with both ``now`` and ``heartbeat_timeout``."""
     live = [m for m in machines if m.state not in _GOING]
     actions: list[Action] = []
     if not want.wanted:
@@ -173,4 +210,6 @@ def plan_user(
                               reason=f"{kept.memory_mb} MB -> {want.memory_mb} MB"))
     elif kept.state in _STOPPED:
         actions.append(Action("start", user_id, kept.machine_id, reason=f"was {kept.state}"))
+    elif row is not None and row.machine_id == kept.machine_id and now is not None and heartbeat_timeout is not None:
+        actions += _heartbeat_actions(user_id, row, kept, now, heartbeat_timeout, tier, want.memory_mb)
     return actions

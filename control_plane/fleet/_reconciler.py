@@ -44,6 +44,8 @@ log = structlog.get_logger("control_plane.fleet")
 FLEET_LOCK_CLASS = 0x666C_6565  # "flee"
 #: Default grace period of a past-due subscription before its machine is retired.
 DEFAULT_GRACE = timedelta(days=3)
+#: A machine silent this long (its heartbeat is every 30 s) is restarted, then replaced.
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
 
 @dataclass
@@ -69,7 +71,8 @@ def _subscriber(row: Mapping[str, Any] | None) -> Subscriber | None:
 def _machine_row(row: Mapping[str, Any] | None) -> MachineRow | None:
     if row is None:
         return None
-    return MachineRow(str(row["id"]), row["machine_id"], row["status"], row["memory_mb"], row["http_url"])
+    return MachineRow(str(row["id"]), row["machine_id"], row["status"], row["memory_mb"], row["http_url"],
+                      row["created_at"], row["last_heartbeat"], row["restarted_at"])
 
 
 def _fly_machine(machine: Machine) -> FlyMachine | None:
@@ -91,6 +94,10 @@ class Reconciler:
         concurrency: subscribers worked on at once (the Fly client keeps each Machine
             and action within Fly's rate limits).
         replica: this replica's name in ``fleet_events`` (default: host name and pid).
+        wait_started_s: how long a create waits for its Machine to start.
+        heartbeat_timeout: silence after which a started machine is restarted, and after
+            a restart replaced (None: heartbeats are not judged).
+        restart_timeout_s: grace between the stop signal and SIGKILL when restarting.
     """
 
     def __init__(
@@ -103,6 +110,8 @@ class Reconciler:
         concurrency: int = 32,
         replica: str | None = None,
         wait_started_s: float = 60.0,
+        heartbeat_timeout: timedelta | None = DEFAULT_HEARTBEAT_TIMEOUT,
+        restart_timeout_s: float = 10.0,
     ) -> None:
         self._pool = pool
         self._fly = fly
@@ -111,6 +120,8 @@ class Reconciler:
         self._semaphore = asyncio.Semaphore(concurrency)
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
         self._wait_started_s = wait_started_s
+        self._heartbeat_timeout = heartbeat_timeout
+        self._restart_timeout_s = restart_timeout_s
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_stmt = asyncio.Lock()
         #: Subscribers this replica is working on: Postgres advisory locks are re-entrant within
@@ -150,7 +161,8 @@ class Reconciler:
         for user_id in sorted(set(users) | set(rows) | set(machines)):
             subscriber = users.get(user_id)
             report.planned += plan_user(user_id, desired(subscriber, now, self._grace), rows.get(user_id),
-                                        machines.get(user_id, []), subscriber.tier if subscriber else None)
+                                        machines.get(user_id, []), subscriber.tier if subscriber else None,
+                                        now=now, heartbeat_timeout=self._heartbeat_timeout)
         return report
 
     async def reconcile_once(self) -> PassReport:
@@ -188,8 +200,10 @@ class Reconciler:
                 "SELECT * FROM fly_machines WHERE user_id::text = $1 AND status <> 'destroyed'", user_id)
             machines = [v for m in await self._fly.list_machines(metadata={"user_id": user_id})
                         if (v := _fly_machine(m)) is not None]
-            want = desired(subscriber, datetime.now(timezone.utc), self._grace)
-            actions = plan_user(user_id, want, _machine_row(row), machines, subscriber.tier if subscriber else None)
+            now = datetime.now(timezone.utc)
+            want = desired(subscriber, now, self._grace)
+            actions = plan_user(user_id, want, _machine_row(row), machines, subscriber.tier if subscriber else None,
+                                now=now, heartbeat_timeout=self._heartbeat_timeout)
             done = []
             for planned in actions:
                 action, error = await self._act(planned, row)
@@ -197,7 +211,7 @@ class Reconciler:
                 await self._record(action, error)
                 if error:
                     break  # the rest of the plan depends on this step; a later pass retries
-                if action.kind in ("close_row", "adopt"):
+                if action.kind in ("close_row", "adopt", "replace"):
                     row = await self._pool.fetchrow(
                         "SELECT * FROM fly_machines WHERE user_id::text = $1 AND status <> 'destroyed'", user_id)
             return done
@@ -224,8 +238,25 @@ class Reconciler:
                 assert action.machine_id is not None
                 await self._fly.start(action.machine_id)
                 await self._pool.execute(
-                    "UPDATE fly_machines SET status = 'starting', updated_at = NOW() WHERE machine_id = $1",
-                    action.machine_id)
+                    "UPDATE fly_machines SET status = 'starting', restarted_at = NOW(), updated_at = NOW() "
+                    "WHERE machine_id = $1", action.machine_id)
+            elif action.kind == "restart":
+                assert action.machine_id is not None
+                # Recorded first: a crash between the two must not restart it again a second later.
+                await self._pool.execute(
+                    "UPDATE fly_machines SET status = 'error', restarted_at = NOW(), updated_at = NOW() "
+                    "WHERE machine_id = $1 AND status <> 'destroyed'", action.machine_id)
+                await self._fly.restart(action.machine_id, timeout_s=self._restart_timeout_s)
+            elif action.kind == "replace":
+                assert action.machine_id is not None
+                try:
+                    await self._fly.destroy(action.machine_id, force=True)
+                except FlyNotFound:
+                    pass
+                await self._pool.execute(
+                    "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
+                    "updated_at = NOW() WHERE machine_id = $1 AND status <> 'destroyed'",
+                    action.machine_id, f"replaced: {action.reason}")
             elif action.kind == "resize":
                 await self._resize(user, action)
             elif action.kind == "retire":

@@ -18,12 +18,13 @@ class MachineRepository:
         """Set ``last_heartbeat = NOW()`` and ``stats`` on this machine's live row; returns rows updated.
 
         With a Fly machine id the row is matched by it (and a ``provisioning``/``starting``
-        row becomes ``running``); otherwise by the user's live (not destroyed) row.
+        row becomes ``running``, as does an ``error`` row: the fleet marked it silent and it
+        is back); otherwise by the user's live (not destroyed) row.
         """
         if machine_id:
             result = await self._pool.execute(
                 "UPDATE fly_machines SET last_heartbeat = NOW(), stats = $2, status = CASE WHEN status IN "
-                "('provisioning','starting') THEN 'running' ELSE status END, updated_at = NOW() "
+                "('provisioning','starting','error') THEN 'running' ELSE status END, updated_at = NOW() "
                 "WHERE machine_id = $1 AND status <> 'destroyed'",
                 machine_id, stats,
             )

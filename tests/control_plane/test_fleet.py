@@ -35,6 +35,7 @@ def _load_testkit():
 kit = _load_testkit()
 APP, TOKEN = kit.APP, kit.TOKEN
 IMAGE = "registry.fly.io/trader-machines:test"
+HEARTBEAT_IMAGE = "registry.fly.io/trader-machines:heartbeat"
 
 #: A stand-in for the trader machine: GET /health, and POST /shutdown which records the
 #: call in $OUT_DIR/$USER_ID.shutdown, answers the final state and exits 0.
@@ -55,6 +56,25 @@ MACHINE_STUB = (
     "        threading.Thread(target=lambda: os._exit(0)).start()\n"
     "    def log_message(self, *a): pass\n"
     "http.server.HTTPServer(('127.0.0.1', int(os.environ['HTTP_PORT'])), H).serve_forever()\n"
+)
+#: MACHINE_STUB that also heartbeats every 0.1 s through the machine's own repository (a
+#: ``provisioning``/``starting``/``error`` row becomes ``running``) and writes its pid to
+#: $OUT_DIR/$FLY_MACHINE_ID.pid; it stays silent while $OUT_DIR/$FLY_MACHINE_ID.mute exists.
+HEARTBEAT_STUB = MACHINE_STUB.replace(
+    "http.server.HTTPServer(",
+    "import asyncio, uuid\n"
+    "from machine.persistence import MachineRepository, open_pool\n"
+    "mid = os.environ['FLY_MACHINE_ID']\n"
+    "pathlib.Path(os.environ['OUT_DIR'], mid + '.pid').write_text(str(os.getpid()))\n"
+    "async def beat():\n"
+    "    pool = await open_pool(os.environ['DATABASE_URL'], min_size=1, max_size=1)\n"
+    "    repo = MachineRepository(pool)\n"
+    "    while True:\n"
+    "        if not pathlib.Path(os.environ['OUT_DIR'], mid + '.mute').exists():\n"
+    "            await repo.heartbeat(uuid.UUID(os.environ['USER_ID']), mid, {'stub': True})\n"
+    "        await asyncio.sleep(0.1)\n"
+    "threading.Thread(target=lambda: asyncio.run(beat()), daemon=True).start()\n"
+    "http.server.HTTPServer(",
 )
 FAST = RateLimits(action_per_s=50, action_burst=10, get_machine_per_s=100, get_machine_burst=20)
 
@@ -82,7 +102,7 @@ class Counting(httpx.AsyncBaseTransport):
 @pytest.fixture
 async def engine(tmp_path):
     async with Engine(tmp_path / "engine", token=TOKEN, apps=[APP], port_env="HTTP_PORT", rate_limits=FAST,
-                      image_commands={IMAGE: kit.py(MACHINE_STUB)}, restart_backoff_s=(0.01, 0.05),
+                      image_commands={IMAGE: kit.py(MACHINE_STUB), HEARTBEAT_IMAGE: kit.py(HEARTBEAT_STUB)}, restart_backoff_s=(0.01, 0.05),
                       default_stop_timeout_s=2.0, shutdown_timeout_s=2.0) as engine:
         yield engine
         assert not engine.rate_limited
@@ -98,15 +118,17 @@ async def make_replica(engine, db_url, tmp_path):
     spec = kit.Spec()
     opened: list[Replica] = []
 
-    async def make(name: str, grace: timedelta = timedelta(hours=1)) -> Replica:
+    async def make(name: str, grace: timedelta = timedelta(hours=1), image: str = IMAGE,
+                   heartbeat_timeout: timedelta | None = None) -> Replica:
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
         transport = Counting(kit.SpecCheckingTransport(spec))
         fly = FlyClient(engine.base_url, TOKEN, APP, transport=transport, rate_limiter=_limiter(),
                         retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05))
         env = MachineEnv(db_url, "http://127.0.0.1:9/analyze-signal", "analysis-token", "ws://127.0.0.1:9",
                          "http://127.0.0.1:9", extra={"OUT_DIR": str(tmp_path)})
-        provisioner = Provisioner(pool, fly, env, image=IMAGE, region="local", token_for=lambda u: f"mt-{u}")
-        reconciler = Reconciler(pool, fly, provisioner, grace=grace, replica=name, wait_started_s=15)
+        provisioner = Provisioner(pool, fly, env, image=image, region="local", token_for=lambda u: f"mt-{u}")
+        reconciler = Reconciler(pool, fly, provisioner, grace=grace, replica=name, wait_started_s=15,
+                                heartbeat_timeout=heartbeat_timeout, restart_timeout_s=1.0)
         replica = Replica(pool, fly, reconciler, transport)
         opened.append(replica)
         return replica
@@ -290,3 +312,60 @@ async def test_a_cancellation_destroys_the_machine_within_seconds_through_notify
     assert final["destroy_reason"] == "subscription_cancelled"
     events = await r.pool.fetch("SELECT action, outcome FROM fleet_events WHERE user_id::text = $1 ORDER BY id", user)
     assert [(e["action"], e["outcome"]) for e in events] == [("create", "ok"), ("retire", "ok")]
+
+
+async def _events(pool, user_id: str) -> list[tuple[str, str]]:
+    rows = await pool.fetch("SELECT action, outcome FROM fleet_events WHERE user_id::text = $1 ORDER BY id", user_id)
+    return [(r["action"], r["outcome"]) for r in rows]
+
+
+async def _running_with_heartbeat(pool, user_id: str):
+    row = await _live(pool, user_id)
+    return row if row is not None and row["status"] == "running" and row["last_heartbeat"] else None
+
+
+async def test_a_wedged_machine_is_marked_error_and_restarted(make_replica, db_url, tmp_path):
+    import os
+    import signal
+
+    r = await make_replica("a", image=HEARTBEAT_IMAGE, heartbeat_timeout=timedelta(seconds=2))
+    user = await _user(r.pool, "pro@x")
+    async with FleetService(db_url, r.reconciler, period_s=0.3):
+        row = await kit.eventually(lambda: _running_with_heartbeat(r.pool, user), timeout_s=30)
+        pid_file = tmp_path / f"{row['machine_id']}.pid"
+        first_pid = int(pid_file.read_text())
+        os.kill(first_pid, signal.SIGSTOP)  # alive, silent, deaf to SIGTERM
+
+        async def marked_error():
+            return (await _live(r.pool, user))["status"] == "error"
+
+        await kit.eventually(marked_error, timeout_s=15)
+
+        async def back():
+            again = await _running_with_heartbeat(r.pool, user)
+            return again if again and again["last_heartbeat"] > again["restarted_at"] else None
+
+        after = await kit.eventually(back, timeout_s=20)
+    assert after["machine_id"] == row["machine_id"]  # the restart helped: same machine
+    assert int(pid_file.read_text()) != first_pid
+    assert await _events(r.pool, user) == [("create", "ok"), ("restart", "ok")]
+
+
+async def test_a_machine_a_restart_does_not_bring_back_is_replaced(make_replica, db_url, tmp_path):
+    r = await make_replica("a", image=HEARTBEAT_IMAGE, heartbeat_timeout=timedelta(seconds=2))
+    user = await _user(r.pool, "pro@x")
+    async with FleetService(db_url, r.reconciler, period_s=0.3):
+        row = await kit.eventually(lambda: _running_with_heartbeat(r.pool, user), timeout_s=30)
+        (tmp_path / f"{row['machine_id']}.mute").write_text("")  # silent whatever happens to it
+
+        async def replaced():
+            new = await _running_with_heartbeat(r.pool, user)
+            return new if new and new["machine_id"] != row["machine_id"] else None
+
+        new = await kit.eventually(replaced, timeout_s=40)
+    old = await r.pool.fetchrow("SELECT status, destroy_reason FROM fly_machines WHERE machine_id = $1",
+                                row["machine_id"])
+    assert old["status"] == "destroyed" and old["destroy_reason"].startswith("replaced: silent")
+    assert (await r.fly.get_machine(row["machine_id"])).state == "destroyed"
+    assert [m.id for m in await _tagged(r.fly, user)] == [new["machine_id"]]
+    assert await _events(r.pool, user) == [("create", "ok"), ("restart", "ok"), ("replace", "ok"), ("create", "ok")]

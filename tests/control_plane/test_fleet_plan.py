@@ -92,3 +92,47 @@ def test_only_fly_mutations_count_as_mutating():
     kinds = {a.kind: a.mutates_fly for a in [
         *plan_user(U, WANT_PRO, _row("gone"), [], "pro"), *plan_user(U, WANT_PRO, None, [_m()], "pro")]}
     assert kinds == {"close_row": False, "create": True, "adopt": False}
+
+
+TIMEOUT = timedelta(minutes=2)
+
+
+def _hb_row(status="running", heartbeat=None, restarted=None, created=NOW - timedelta(hours=1)):
+    return MachineRow("row-1", "m1", status, 256, "http://x", created, heartbeat, restarted)
+
+
+def _hb_plan(row, state="started"):
+    return plan_user(U, WANT_PRO, row, [_m(state=state)], "pro", now=NOW, heartbeat_timeout=TIMEOUT)
+
+
+def test_a_machine_heartbeating_in_time_needs_nothing():
+    assert _hb_plan(_hb_row(heartbeat=NOW - timedelta(seconds=30))) == []
+    assert _hb_plan(_hb_row(heartbeat=None, created=NOW - timedelta(seconds=90))) == []  # still booting
+    # Without a clock or a timeout heartbeats are not judged.
+    assert plan_user(U, WANT_PRO, _hb_row(), [_m()], "pro") == []
+
+
+def test_silence_restarts_then_replaces():
+    silent = _hb_row(heartbeat=NOW - timedelta(minutes=3))
+    assert _kinds(_hb_plan(silent)) == [("restart", "m1")]
+    assert _kinds(_hb_plan(_hb_row(heartbeat=None, created=NOW - timedelta(minutes=3)))) == [("restart", "m1")]
+    # Restarted 1 min ago: given the timeout to come back.
+    restarted = _hb_row("error", heartbeat=NOW - timedelta(minutes=4), restarted=NOW - timedelta(minutes=1))
+    assert _hb_plan(restarted) == []
+    # Still silent a timeout after the restart: replaced by a new machine.
+    hopeless = _hb_row("error", heartbeat=NOW - timedelta(minutes=6), restarted=NOW - timedelta(minutes=3))
+    actions = _hb_plan(hopeless)
+    assert _kinds(actions) == [("replace", "m1"), ("create", None)] and actions[1].memory_mb == 256
+
+
+def test_a_heartbeat_after_a_restart_starts_a_new_episode():
+    # It came back after the restart, then went silent again: restarted again, not replaced.
+    again = _hb_row("running", heartbeat=NOW - timedelta(minutes=3), restarted=NOW - timedelta(minutes=10))
+    assert _kinds(_hb_plan(again)) == [("restart", "m1")]
+
+
+def test_heartbeats_are_not_judged_while_fly_is_changing_the_machine():
+    silent = _hb_row(heartbeat=NOW - timedelta(minutes=30))
+    for state in ("starting", "replacing", "stopping", "created"):
+        assert _hb_plan(silent, state=state) == []
+    assert _hb_plan(_hb_row("stopping", heartbeat=NOW - timedelta(minutes=30))) == []
