@@ -361,7 +361,7 @@ def machines_status(user_id: UUID, json_: bool = typer.Option(False, "--json", h
         if row is not None and not row["machine_id"].startswith("pending-") and row["status"] != "destroyed":
             provisioner, fly = _provisioner_from_env(settings, pool)
             try:
-                machine = await fly.get_machine(row["machine_id"])
+                machine = await fly.for_app(row["app_name"] or fly.app_name).get_machine(row["machine_id"])
                 fly_state = {"state": machine.state, "memory_mb": machine.config.guest.memory_mb
                              if machine.config and machine.config.guest else None,
                              "checks": {c.name: c.status for c in machine.checks}}

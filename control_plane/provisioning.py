@@ -1,7 +1,14 @@
-"""One machine per paid subscriber: provision, destroy, list.
+"""One machine per paid subscriber, each in its own Fly app: provision, retire, list.
+
+Every subscriber gets a Fly app of its own (``<FLY_APP_NAME>-<user id hex>``), created on
+its own private network (Fly's guidance for per-customer isolation: one app per customer,
+``network`` on app create), holding that user's secrets as app secrets (the machine's
+bearer token, its database URL, the analysis token), and one machine in it started with
+at least that secrets version (``min_secrets_version``). Secrets never appear in the
+machine config, which Fly shows to anyone who can list machines.
 
 ``fly_machines`` follows the machine: a row is written (``provisioning``)
-before the Fly call, then ``starting`` with the Fly machine id, ``running``
+before the Fly call, then ``starting`` with the Fly machine id and app, ``running``
 when Fly reports it started (the machine's heartbeat also sets it), and
 ``destroyed`` after Fly destroyed it.
 """
@@ -19,15 +26,38 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from control_plane.fly import TIER_MEMORY_MB, FlyClient, FlyError, FlyNotFound, machine_config_for
+from control_plane.fly import (
+    TIER_MEMORY_MB,
+    FlyClient,
+    FlyConflict,
+    FlyError,
+    FlyNameTaken,
+    FlyNotFound,
+    machine_config_for,
+)
 
-__all__ = ["MachineEnv", "Provisioner", "ProvisioningError", "TIER_MEMORY_MB", "TIER_SANDBOX_WORKERS"]
+__all__ = [
+    "SECRET_ENV",
+    "MachineEnv",
+    "Provisioner",
+    "ProvisioningError",
+    "TIER_MEMORY_MB",
+    "TIER_SANDBOX_WORKERS",
+    "app_name_for",
+]
 
 log = structlog.get_logger(__name__)
 
 #: Sandbox worker processes per tier: a pro machine (up to 20 traders) screens a
 #: tick on one worker well within a second; more workers cost ~40 MB each.
 TIER_SANDBOX_WORKERS: Mapping[str, int] = {"pro": 1, "elite": 2, "power": 2}
+#: Machine environment variables that are app secrets, never part of the machine config.
+SECRET_ENV = ("MACHINE_TOKEN", "DATABASE_URL", "ANALYSIS_TOKEN")
+
+
+def app_name_for(prefix: str, user_id: UUID) -> str:
+    """The Fly app of ``user_id``'s machine: ``<prefix>-<32 hex digits>`` (a valid, unique app name)."""
+    return f"{prefix}-{user_id.hex}"
 
 
 class ProvisioningError(RuntimeError):
@@ -51,11 +81,13 @@ class Provisioner:
 
     Args:
         pool: control-plane database pool.
-        fly: the Fly client (real Fly or the local engine; one code path).
+        fly: the Fly client (real Fly or the local engine; one code path); its ``app_name``
+            prefixes every subscriber's app name.
         env: settings passed to machines.
         image: machine image.
         region: Fly region.
         token_for: user id -> the machine's bearer token.
+        org_slug: the Fly organization the subscribers' apps are created in.
     """
 
     def __init__(
@@ -67,9 +99,11 @@ class Provisioner:
         image: str,
         region: str,
         token_for: Any,
+        org_slug: str = "personal",
     ) -> None:
         self._pool = pool
         self._fly = fly
+        self.org_slug = org_slug
         self._env = env
         self._image = image
         self._region = region
@@ -118,13 +152,17 @@ class Provisioner:
             )
         except asyncpg.UniqueViolationError:
             raise ProvisioningError(f"user {user_id} has a machine already (created concurrently)") from None
-        config = self.machine_config(user_id, tier)
+        app = self.app_for(user_id)
         try:
-            machine = await self._fly.create_machine(
-                config, name=f"user-{user_id.hex[:12]}", region=self._region, tag=("user_id", str(user_id))
+            await self._ensure_app(app)
+            version = await app.set_secrets(self._secrets(user_id))
+            machine = await app.create_machine(
+                self.machine_config(user_id, tier), name=f"user-{user_id.hex[:12]}", region=self._region,
+                tag=("user_id", str(user_id)), min_secrets_version=version,
             )
         except FlyError as exc:
-            # Nothing was created: the row is closed so the user can be provisioned again.
+            # No machine was created: the row is closed so the user can be provisioned again
+            # (an app made before the failure is reused then, or deleted by the fleet).
             await self._pool.execute(
                 "UPDATE fly_machines SET status = 'destroyed', destroy_reason = $2, destroyed_at = NOW(), updated_at = NOW() "
                 "WHERE id = $1", row_id, f"create failed: {exc}",
@@ -132,12 +170,12 @@ class Provisioner:
             raise ProvisioningError(f"Fly refused to create the machine: {exc}") from exc
         await self._pool.execute(
             "UPDATE fly_machines SET machine_id = $2, status = 'starting', ip_address = $3, region = $4, "
-            "http_url = $5, updated_at = NOW() WHERE id = $1",
-            row_id, machine.id, machine.private_ip, machine.region or self._region, _http_url(machine),
+            "http_url = $5, app_name = $6, updated_at = NOW() WHERE id = $1",
+            row_id, machine.id, machine.private_ip, machine.region or self._region, _http_url(machine), app.app_name,
         )
         log.info("machine_created", user_id=str(user_id), machine_id=machine.id, memory_mb=memory_mb)
         try:
-            await self._fly.wait(machine.id, "started", timeout_s=wait_timeout_s)
+            await app.wait(machine.id, "started", timeout_s=wait_timeout_s)
         except FlyError as exc:
             log.warning("machine_not_started_yet", user_id=str(user_id), machine_id=machine.id, error=str(exc))
         else:
@@ -147,13 +185,35 @@ class Provisioner:
             )
         return await self.live_machine(user_id)  # type: ignore[return-value]
 
+    def app_for(self, user_id: UUID) -> FlyClient:
+        """The Fly client of ``user_id``'s own app."""
+        return self._fly.for_app(app_name_for(self._fly.app_name, user_id))
+
+    async def _ensure_app(self, app: FlyClient) -> None:
+        """Create the app on a network of its own unless it exists (Fly spec ``Apps_create``)."""
+        try:
+            await app.get_app()
+            return
+        except FlyNotFound:
+            pass
+        try:
+            await app.create_app(self.org_slug, network=app.app_name)
+        except FlyNameTaken:
+            await app.get_app()  # created meanwhile (another replica): ours if we can read it
+        log.info("app_created", app=app.app_name)
+
+    def _secrets(self, user_id: UUID) -> dict[str, str]:
+        """The app secrets of ``user_id``'s machine (SECRET_ENV), exposed to it as environment variables."""
+        return {
+            "MACHINE_TOKEN": self._token_for(str(user_id)),
+            "DATABASE_URL": self._env.database_url,
+            "ANALYSIS_TOKEN": self._env.analysis_token,
+        }
+
     def _machine_env(self, user_id: UUID, tier: str) -> dict[str, str]:
         return {
             "USER_ID": str(user_id),
-            "DATABASE_URL": self._env.database_url,
             "ANALYSIS_URL": self._env.analysis_url,
-            "ANALYSIS_TOKEN": self._env.analysis_token,
-            "MACHINE_TOKEN": self._token_for(str(user_id)),
             "BINANCE_WS_URL": self._env.binance_ws_url,
             "BINANCE_REST_URL": self._env.binance_rest_url,
             "SANDBOX_WORKERS": str(TIER_SANDBOX_WORKERS[tier]),
@@ -209,16 +269,18 @@ class Provisioner:
         final_state = None
         if row is not None and row["http_url"] and row["machine_id"] == machine_id:
             final_state = await self._shutdown(user_id, row["http_url"], reason, shutdown_timeout_s)
+        app = self.app_for(user_id)
         if not machine_id.startswith("pending-"):
             if final_state is not None:
                 try:
-                    await self._fly.wait(machine_id, "stopped", timeout_s=shutdown_timeout_s)
+                    await app.wait(machine_id, "stopped", timeout_s=shutdown_timeout_s)
                 except FlyError:
                     pass
             try:
-                await self._fly.destroy(machine_id, force=True)
+                await app.destroy(machine_id, force=True)
             except FlyNotFound:
                 pass
+        await self.delete_app_if_empty(user_id)
         if row is not None:
             await self._pool.execute(
                 "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
@@ -226,6 +288,22 @@ class Provisioner:
             )
         log.info("machine_destroyed", user_id=str(user_id), machine_id=machine_id, reason=reason)
         return final_state
+
+    async def delete_app_if_empty(self, user_id: UUID) -> bool:
+        """Delete ``user_id``'s app (and with it its secrets) when no machine is left in it.
+
+        False when it still has machines (Fly answers 412 while one is being destroyed; the
+        fleet deletes it on a later pass); True when it is gone. Raises FlyError otherwise."""
+        app = self.app_for(user_id)
+        try:
+            await app.delete_app()
+        except FlyNotFound:
+            return True
+        except FlyConflict as exc:
+            log.info("app_not_empty", app=app.app_name, error=str(exc))
+            return False
+        log.info("app_deleted", app=app.app_name)
+        return True
 
     async def _shutdown(self, user_id: UUID, http_url: str, reason: str, timeout_s: float) -> dict[str, Any] | None:
         """``POST /shutdown``; a machine still starting (connection refused) is asked again for up

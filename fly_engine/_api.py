@@ -116,6 +116,14 @@ async def apps_create(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
+async def apps_list(request: web.Request) -> web.Response:
+    org_slug = request.query.get("org_slug")
+    if not org_slug:
+        raise bad_request("org_slug: required")
+    apps = [a.to_json() for a in request.app[_FLEET].apps.values() if a.org_slug == org_slug]
+    return web.json_response({"apps": apps, "total_apps": len(apps)})
+
+
 async def apps_show(request: web.Request) -> web.Response:
     return web.json_response(request.app[_FLEET].app(request.match_info["app_name"]).to_json())
 
@@ -345,6 +353,7 @@ async def lease_release(request: web.Request) -> web.Response:
 
 #: (method, path, handler, spec operation ID) of every route served.
 ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
+    ("GET", "/v1/apps", apps_list, "Apps_list"),
     ("POST", "/v1/apps", apps_create, "Apps_create"),
     ("GET", "/v1/apps/{app_name}", apps_show, "Apps_show"),
     ("DELETE", "/v1/apps/{app_name}", apps_delete, "Apps_delete"),
@@ -373,10 +382,25 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
 )
 
 
+async def _identifier(request: web.Request) -> str:
+    """What Fly's limits are counted per: the Machine, else the app (for ``Apps_create`` the app
+    being created), else the org (``Apps_list``)."""
+    identifier = request.match_info.get("machine_id") or request.match_info.get("app_name")
+    if identifier:
+        return identifier
+    if request.method == "POST":
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("app_name") or body.get("name"), str):
+            return body.get("app_name") or body["name"]
+    return request.query.get("org_slug", "")
+
+
 def _rate_limited(handler: Handler, operation: str, limiter: RequestLimiter) -> Handler:
     async def limited(request: web.Request) -> web.StreamResponse:
-        identifier = request.match_info.get("machine_id") or request.match_info.get("app_name") or ""
-        await limiter.admit(operation, identifier)
+        await limiter.admit(operation, await _identifier(request))
         return await handler(request)
 
     return limited

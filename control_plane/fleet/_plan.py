@@ -12,7 +12,8 @@ the ordered actions that converge the actual state to that, from any mix of the 
   (its row written); any other tagged Machine is a ``destroy_duplicate``; a stopped kept
   Machine is ``start``\\ ed; a kept Machine of the wrong size is ``resize``\\ d;
 - not wanted: every tagged Machine is ``retire``\\ d (graceful ``POST /shutdown`` first when
-  the row knows its URL), a row without a Machine is ``close_row``\\ d;
+  the row knows its URL; the subscriber's app goes with its last Machine), a row without a
+  Machine is ``close_row``\\ d, an app without Machines is ``delete_app``\\ d;
 - wanted and started, but silent (no heartbeat, see :func:`silence`) for longer than the
   heartbeat timeout: ``restart`` (the row becomes ``error``); still silent a timeout after
   that restart: ``replace`` (destroyed without ceremony: it cannot answer) and ``create``.
@@ -48,7 +49,8 @@ _STOPPED = frozenset({"stopped", "suspended", "failed"})
 _GOING = frozenset({"destroying", "destroyed"})
 
 ActionKind = Literal[
-    "create", "adopt", "start", "resize", "retire", "destroy_duplicate", "close_row", "restart", "replace"
+    "create", "adopt", "start", "resize", "retire", "destroy_duplicate", "close_row", "restart", "replace",
+    "delete_app",
 ]
 
 
@@ -179,10 +181,12 @@ def plan_user(
     *,
     now: datetime | None = None,
     heartbeat_timeout: timedelta | None = None,
+    app_exists: bool = False,
 ) -> list[Action]:
     """The actions converging one subscriber, in the order to take them (see the module doc).
 
-    Heartbeats are judged only with both ``now`` and ``heartbeat_timeout``."""
+    Heartbeats are judged only with both ``now`` and ``heartbeat_timeout``. ``app_exists``:
+    the subscriber's own Fly app exists (an unwanted, empty one is ``delete_app``\\ d)."""
     live = [m for m in machines if m.state not in _GOING]
     actions: list[Action] = []
     if not want.wanted:
@@ -190,6 +194,8 @@ def plan_user(
             actions.append(Action("retire", user_id, machine.machine_id, reason=want.reason))
         if row is not None and not any(m.machine_id == row.machine_id for m in live):
             actions.append(Action("close_row", user_id, row.machine_id, reason=want.reason))
+        if app_exists and not live:
+            actions.append(Action("delete_app", user_id, reason=want.reason))
         return actions
 
     kept = _kept(row, live)

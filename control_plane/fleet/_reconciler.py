@@ -1,9 +1,10 @@
 """The reconcile loop's body: read desired and actual state, plan per subscriber, act under a lock.
 
 Desired state is ``users`` (:func:`~control_plane.fleet._plan.desired`); actual state is the
-live ``fly_machines`` rows and the app's Machines as Fly lists them (``Machines_list``),
-matched by their ``metadata.user_id`` tag. A Machine without that tag is not ours and is
-never touched.
+live ``fly_machines`` rows, the subscribers' apps (``Apps_list``: each subscriber has an app
+of its own, ``provisioning.app_name_for``) and their Machines as Fly lists them
+(``Machines_list``), matched by their ``metadata.user_id`` tag. A Machine without that tag
+is not ours and is never touched.
 
 Several replicas may run at once. Each subscriber is worked on under a Postgres
 session advisory lock (``pg_try_advisory_lock(FLEET_LOCK_CLASS, hashtext(user_id))``):
@@ -138,31 +139,51 @@ class Reconciler:
 
     async def _snapshot(
         self,
-    ) -> tuple[dict[str, Subscriber | None], dict[str, MachineRow | None], dict[str, list[FlyMachine]], list[str]]:
+    ) -> tuple[dict[str, Subscriber | None], dict[str, MachineRow | None], dict[str, list[FlyMachine]], set[str],
+               list[str]]:
+        """``(users, rows, machines by user, users with an app, foreign machine ids)``."""
         users = {str(r["id"]): _subscriber(r) for r in await self._pool.fetch(
             "SELECT id, tier, subscription_status, past_due_since FROM users")}
         rows = {str(r["user_id"]): _machine_row(r) for r in await self._pool.fetch(
             "SELECT * FROM fly_machines WHERE status <> 'destroyed'")}
+        prefix = f"{self._fly.app_name}-"
+        apps: dict[str, str] = {}
+        for app in await self._fly.list_apps(self._provisioner.org_slug):
+            if app.name.startswith(prefix):
+                try:
+                    apps[str(UUID(app.name[len(prefix):]))] = app.name
+                except ValueError:
+                    continue
+        listed = await asyncio.gather(*(self._list_app(name) for name in apps.values()))
         machines: dict[str, list[FlyMachine]] = {}
         foreign: list[str] = []
-        for machine in await self._fly.list_machines():
-            view = _fly_machine(machine)
-            if view is None:
-                foreign.append(machine.id)
-            else:
-                machines.setdefault(view.user_id, []).append(view)
-        return users, rows, machines, foreign
+        for app_machines in listed:
+            for machine in app_machines:
+                view = _fly_machine(machine)
+                if view is None:
+                    foreign.append(machine.id)
+                else:
+                    machines.setdefault(view.user_id, []).append(view)
+        return users, rows, machines, set(apps), foreign
+
+    async def _list_app(self, app_name: str, **filters: Any) -> list[Machine]:
+        async with self._semaphore:
+            try:
+                return await self._fly.for_app(app_name).list_machines(**filters)
+            except FlyNotFound:
+                return []
 
     async def plan(self, now: datetime | None = None) -> PassReport:
         """The actions a pass would take now, from one snapshot, taking none (``--dry-run``)."""
         now = now or datetime.now(timezone.utc)
-        users, rows, machines, foreign = await self._snapshot()
+        users, rows, machines, apps, foreign = await self._snapshot()
         report = PassReport(foreign=foreign)
-        for user_id in sorted(set(users) | set(rows) | set(machines)):
+        for user_id in sorted(set(users) | set(rows) | set(machines) | apps):
             subscriber = users.get(user_id)
             report.planned += plan_user(user_id, desired(subscriber, now, self._grace), rows.get(user_id),
                                         machines.get(user_id, []), subscriber.tier if subscriber else None,
-                                        now=now, heartbeat_timeout=self._heartbeat_timeout)
+                                        now=now, heartbeat_timeout=self._heartbeat_timeout,
+                                        app_exists=user_id in apps)
         return report
 
     async def reconcile_once(self) -> PassReport:
@@ -198,12 +219,17 @@ class Reconciler:
                 "SELECT id, tier, subscription_status, past_due_since FROM users WHERE id::text = $1", user_id))
             row = await self._pool.fetchrow(
                 "SELECT * FROM fly_machines WHERE user_id::text = $1 AND status <> 'destroyed'", user_id)
-            machines = [v for m in await self._fly.list_machines(metadata={"user_id": user_id})
-                        if (v := _fly_machine(m)) is not None]
+            app = self._provisioner.app_for(UUID(user_id))
+            try:
+                listed = await app.list_machines(metadata={"user_id": user_id})
+                app_exists = True
+            except FlyNotFound:
+                listed, app_exists = [], False
+            machines = [v for m in listed if (v := _fly_machine(m)) is not None]
             now = datetime.now(timezone.utc)
             want = desired(subscriber, now, self._grace)
             actions = plan_user(user_id, want, _machine_row(row), machines, subscriber.tier if subscriber else None,
-                                now=now, heartbeat_timeout=self._heartbeat_timeout)
+                                now=now, heartbeat_timeout=self._heartbeat_timeout, app_exists=app_exists)
             done = []
             for planned in actions:
                 action, error = await self._act(planned, row)
@@ -222,7 +248,8 @@ class Reconciler:
         """Carry out one action: the action (a ``create`` with its new Machine's id) and None on
         success, or the error text on failure (logged)."""
         user = UUID(action.user_id)
-        bound = log.bind(user_id=action.user_id, machine_id=action.machine_id, action=action.kind)
+        fly = self._provisioner.app_for(user)
+        bound = log.bind(user_id=action.user_id, machine_id=action.machine_id, action=action.kind, app=fly.app_name)
         try:
             if action.kind == "create":
                 assert action.tier is not None
@@ -233,10 +260,10 @@ class Reconciler:
                     "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
                     "updated_at = NOW() WHERE user_id = $1 AND status <> 'destroyed'", user, action.reason)
             elif action.kind == "adopt":
-                await self._adopt(user, action)
+                await self._adopt(fly, user, action)
             elif action.kind == "start":
                 assert action.machine_id is not None
-                await self._fly.start(action.machine_id)
+                await fly.start(action.machine_id)
                 await self._pool.execute(
                     "UPDATE fly_machines SET status = 'starting', restarted_at = NOW(), updated_at = NOW() "
                     "WHERE machine_id = $1", action.machine_id)
@@ -246,11 +273,11 @@ class Reconciler:
                 await self._pool.execute(
                     "UPDATE fly_machines SET status = 'error', restarted_at = NOW(), updated_at = NOW() "
                     "WHERE machine_id = $1 AND status <> 'destroyed'", action.machine_id)
-                await self._fly.restart(action.machine_id, timeout_s=self._restart_timeout_s)
+                await fly.restart(action.machine_id, timeout_s=self._restart_timeout_s)
             elif action.kind == "replace":
                 assert action.machine_id is not None
                 try:
-                    await self._fly.destroy(action.machine_id, force=True)
+                    await fly.destroy(action.machine_id, force=True)
                 except FlyNotFound:
                     pass
                 await self._pool.execute(
@@ -258,7 +285,7 @@ class Reconciler:
                     "updated_at = NOW() WHERE machine_id = $1 AND status <> 'destroyed'",
                     action.machine_id, f"replaced: {action.reason}")
             elif action.kind == "resize":
-                await self._resize(user, action)
+                await self._resize(fly, user, action)
             elif action.kind == "retire":
                 assert action.machine_id is not None
                 mine = row if row is not None and row["machine_id"] == action.machine_id else None
@@ -268,41 +295,44 @@ class Reconciler:
             elif action.kind == "destroy_duplicate":
                 assert action.machine_id is not None
                 try:
-                    await self._fly.destroy(action.machine_id, force=True)
+                    await fly.destroy(action.machine_id, force=True)
                 except FlyNotFound:
                     pass
+            elif action.kind == "delete_app":
+                if not await self._provisioner.delete_app_if_empty(user):
+                    raise ProvisioningError(f"app {fly.app_name} still has machines")
             bound.info("fleet action", reason=action.reason, machine_id=action.machine_id)
             return action, None
         except (FlyError, ProvisioningError, asyncpg.PostgresError, OSError) as exc:
             bound.warning("fleet action failed", reason=action.reason, error=str(exc))
             return action, f"{type(exc).__name__}: {exc}"[:500]
 
-    async def _adopt(self, user: UUID, action: Action) -> None:
+    async def _adopt(self, fly: FlyClient, user: UUID, action: Action) -> None:
         assert action.machine_id is not None
-        machine = await self._fly.get_machine(action.machine_id)
+        machine = await fly.get_machine(action.machine_id)
         status = "running" if machine.state == "started" else "starting"
         url = machine.http_base_url()
         updated = await self._pool.execute(
             "UPDATE fly_machines SET machine_id = $2, status = $3, ip_address = $4, http_url = $5, memory_mb = $6, "
-            "region = $7, updated_at = NOW() WHERE user_id = $1 AND status <> 'destroyed'",
-            user, machine.id, status, machine.private_ip, url, action.memory_mb, machine.region)
+            "region = $7, app_name = $8, updated_at = NOW() WHERE user_id = $1 AND status <> 'destroyed'",
+            user, machine.id, status, machine.private_ip, url, action.memory_mb, machine.region, fly.app_name)
         if updated == "UPDATE 0":
             await self._pool.execute(
-                "INSERT INTO fly_machines (user_id, machine_id, status, ip_address, http_url, memory_mb, region, image) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO fly_machines (user_id, machine_id, status, ip_address, http_url, memory_mb, region, image, "
+                "app_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 user, machine.id, status, machine.private_ip, url, action.memory_mb, machine.region,
-                machine.config.image if machine.config else None)
+                machine.config.image if machine.config else None, fly.app_name)
 
-    async def _resize(self, user: UUID, action: Action) -> None:
+    async def _resize(self, fly: FlyClient, user: UUID, action: Action) -> None:
         assert action.machine_id is not None and action.tier is not None and action.memory_mb is not None
-        machine = await self._fly.get_machine(action.machine_id)
+        machine = await fly.get_machine(action.machine_id)
         config = machine.config
         if config is None:
             raise ProvisioningError(f"machine {machine.id} has no config to resize")
         guest = (config.guest.model_copy(update={"memory_mb": action.memory_mb}) if config.guest
                  else self._provisioner.machine_config(user, action.tier).guest)
         new = config.model_copy(update={"guest": guest, "metadata": {**(config.metadata or {}), "tier": action.tier}})
-        await self._fly.update_machine(machine.id, new, current_version=machine.instance_id)
+        await fly.update_machine(machine.id, new, current_version=machine.instance_id)
         await self._pool.execute(
             "UPDATE fly_machines SET memory_mb = $2, status = 'starting', updated_at = NOW() WHERE machine_id = $1",
             machine.id, action.memory_mb)

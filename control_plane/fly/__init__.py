@@ -17,7 +17,7 @@ from ._errors import (
     FlyUnavailable,
     LeaseHeld,
 )
-from ._machine_config import TIER_MEMORY_MB, machine_config_for
+from ._machine_config import FLY_TOML, TIER_MEMORY_MB, FlyToml, machine_config_for
 from ._models import (
     App,
     CheckStatus,
@@ -39,6 +39,7 @@ from ._retry import RetryPolicy
 
 __all__ = [
     "FLY_API_BASE_URL",
+    "FLY_TOML",
     "GET_MACHINE_LIMIT",
     "MACHINE_ACTION_LIMIT",
     "NONCE_HEADER",
@@ -52,6 +53,7 @@ __all__ = [
     "FlyError",
     "FlyNameTaken",
     "FlyNotFound",
+    "FlyToml",
     "FlyRateLimited",
     "FlyTimeout",
     "FlyUnavailable",

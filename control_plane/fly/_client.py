@@ -77,6 +77,7 @@ class FlyClient:
         self._timeout_s = timeout_s
         self._retry = retry
         self._limiter = RateLimiter() if rate_limiter is True else (rate_limiter or None)
+        self._owns_http = True
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": _authorization(token), "User-Agent": "trader-runtime-control-plane"},
@@ -84,8 +85,18 @@ class FlyClient:
             transport=transport,
         )
 
+    def for_app(self, app_name: str) -> FlyClient:
+        """A client of another app sharing this one's connection pool, retry policy and rate
+        limiter (one subscriber's app of many). Closing it leaves the shared pool open."""
+        clone = object.__new__(FlyClient)
+        clone.__dict__.update(self.__dict__)
+        clone.app_name = app_name
+        clone._owns_http = False
+        return clone
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> FlyClient:
         return self
@@ -158,6 +169,13 @@ class FlyClient:
         if network:
             body["network"] = network
         await self._call("Apps_create", "POST", "/v1/apps", identifier=self.app_name, idempotent=False, json=body)
+
+    async def list_apps(self, org_slug: str = "personal") -> list[App]:
+        """Fly spec operation ``Apps_list``: the org's apps."""
+        response = await self._call(
+            "Apps_list", "GET", "/v1/apps", identifier=org_slug, idempotent=True, params={"org_slug": org_slug}
+        )
+        return [App.model_validate(item) for item in (response.json() or {}).get("apps") or []]
 
     async def delete_app(self) -> None:
         """Fly spec operation ``Apps_delete`` (202). Raises FlyNotFound; FlyConflict while it has Machines."""

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import httpx
 import pytest
 
 from control_plane.fleet import FleetService, Reconciler
-from control_plane.fly import FlyClient, MachineConfig, RateLimit, RateLimiter, RetryPolicy
-from control_plane.provisioning import MachineEnv, Provisioner
+from control_plane.fly import FlyClient, FlyNotFound, MachineConfig, RateLimit, RateLimiter, RetryPolicy
+from control_plane.provisioning import MachineEnv, Provisioner, app_name_for
 from fly_engine import Engine, RateLimits
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,8 +38,9 @@ APP, TOKEN = kit.APP, kit.TOKEN
 IMAGE = "registry.fly.io/trader-machines:test"
 HEARTBEAT_IMAGE = "registry.fly.io/trader-machines:heartbeat"
 
-#: A stand-in for the trader machine: GET /health, and POST /shutdown which records the
-#: call in $OUT_DIR/$USER_ID.shutdown, answers the final state and exits 0.
+#: A stand-in for the trader machine: GET /health, and POST /shutdown which, given the bearer
+#: token in $MACHINE_TOKEN (an app secret), records the call in $OUT_DIR/$USER_ID.shutdown,
+#: answers the final state and exits 0.
 MACHINE_STUB = (
     "import http.server, json, os, pathlib, threading\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
@@ -49,7 +51,7 @@ MACHINE_STUB = (
     "    def do_GET(self):\n"
     "        self._send(200, {'status': 'ok'})\n"
     "    def do_POST(self):\n"
-    "        if self.path != '/shutdown' or self.headers.get('Authorization') != 'Bearer mt-' + os.environ['USER_ID']:\n"
+    "        if self.path != '/shutdown' or self.headers.get('Authorization') != 'Bearer ' + os.environ['MACHINE_TOKEN']:\n"
     "            return self._send(401, {'error': 'no'})\n"
     "        pathlib.Path(os.environ['OUT_DIR'], os.environ['USER_ID'] + '.shutdown').write_text('bye')\n"
     "        self._send(200, {'openPositions': 0, 'watchingSignals': 0})\n"
@@ -150,8 +152,16 @@ async def _live(pool, user_id: str):
                                user_id)
 
 
+def _app(fly, user_id: str):
+    """The Fly client of ``user_id``'s own app."""
+    return fly.for_app(app_name_for(APP, uuid.UUID(user_id)))
+
+
 async def _tagged(fly, user_id: str):
-    return await fly.list_machines(metadata={"user_id": user_id})
+    try:
+        return await _app(fly, user_id).list_machines(metadata={"user_id": user_id})
+    except FlyNotFound:
+        return []
 
 
 async def test_a_pass_from_an_empty_fleet_then_an_idle_pass(make_replica):
@@ -220,26 +230,34 @@ async def test_one_replica_never_works_on_a_subscriber_twice_at_once(make_replic
 async def test_untracked_orphan_duplicate_and_foreign_machines(make_replica):
     r = await make_replica("a")
     user = await _user(r.pool, "pro@x")
-    config = r.reconciler._provisioner.machine_config(__import__("uuid").UUID(user), "pro")
+    config = r.reconciler._provisioner.machine_config(uuid.UUID(user), "pro")
     # A tagged Machine the table lacks (e.g. the control plane crashed after the create) ...
-    untracked = await r.fly.create_machine(config, tag=("user_id", user))
-    # ... a tagged Machine of a user that no longer exists, and an untagged Machine that is not ours.
+    app = _app(r.fly, user)
+    await app.create_app(network=app.app_name)
+    untracked = await app.create_machine(config, tag=("user_id", user))
+    # ... a tagged Machine of a user that no longer exists, in its app ...
     ghost_id = "00000000-0000-0000-0000-0000000000aa"
-    ghost_config = config.model_copy(update={"metadata": {"user_id": ghost_id, "tier": "pro"}})
-    ghost = await r.fly.create_machine(ghost_config)
-    foreign = await r.fly.create_machine(MachineConfig(image=IMAGE, env={"USER_ID": "x", "OUT_DIR": "/tmp"}))
-    for m in (untracked, ghost, foreign):
-        await r.fly.wait(m.id, "started", timeout_s=15)
+    ghost_app = _app(r.fly, ghost_id)
+    await ghost_app.create_app(network=ghost_app.app_name)
+    ghost = await ghost_app.create_machine(config.model_copy(update={"metadata": {"user_id": ghost_id}}))
+    # ... an empty app of a user that no longer wants a machine, and an untagged Machine that is not ours.
+    gone = await _user(r.pool, "gone@x", "pro", "cancelled")
+    await _app(r.fly, gone).create_app(network="x")
+    foreign = await app.create_machine(MachineConfig(image=IMAGE, env={"USER_ID": "x", "OUT_DIR": "/tmp"}))
+    for fly, m in ((app, untracked), (ghost_app, ghost), (app, foreign)):
+        await fly.wait(m.id, "started", timeout_s=15)
 
     report = await r.reconciler.reconcile_once()
-    assert not report.failed
-    assert {(a.kind, a.machine_id) for a, _, _ in report.done} == {("adopt", untracked.id), ("retire", ghost.id)}
+    assert not report.failed, report.failed
+    assert {(a.kind, a.user_id) for a, _, _ in report.done} == {
+        ("adopt", user), ("retire", ghost_id), ("delete_app", gone)}
     assert report.foreign == [foreign.id]
     assert (await _live(r.pool, user))["machine_id"] == untracked.id
-    assert (await r.fly.get_machine(ghost.id)).state == "destroyed"
-    assert (await r.fly.get_machine(foreign.id)).state == "started"
+    apps = {a.name for a in await r.fly.list_apps()}
+    assert ghost_app.app_name not in apps and _app(r.fly, gone).app_name not in apps  # gone with their machines
+    assert (await app.get_machine(foreign.id)).state == "started"
 
-    duplicate = await r.fly.create_machine(config)  # a second tagged Machine for the same user
+    duplicate = await app.create_machine(config)  # a second tagged Machine for the same user
     report = await r.reconciler.reconcile_once()
     assert [(a.kind, a.machine_id) for a, _, _ in report.done] == [("destroy_duplicate", duplicate.id)]
     assert [m.id for m in await _tagged(r.fly, user)] == [untracked.id]
@@ -250,7 +268,7 @@ async def test_a_row_whose_machine_is_gone_is_replaced(make_replica):
     user = await _user(r.pool, "pro@x")
     await r.reconciler.reconcile_once()
     old = (await _live(r.pool, user))["machine_id"]
-    await r.fly.destroy(old, force=True)  # gone behind the control plane's back
+    await _app(r.fly, user).destroy(old, force=True)  # gone behind the control plane's back
 
     report = await r.reconciler.reconcile_once()
     assert [(a.kind, a.reason) for a, _, _ in report.done] == [("close_row", "machine_gone"), ("create", "active")]
@@ -268,7 +286,7 @@ async def test_tier_change_resizes_the_machine(make_replica):
     await r.pool.execute("UPDATE users SET tier = 'power' WHERE id::text = $1", user)
     report = await r.reconciler.reconcile_once()
     assert [(a.kind, a.memory_mb) for a, _, _ in report.done] == [("resize", 1024)]
-    machine = await r.fly.get_machine(machine_id)
+    machine = await _app(r.fly, user).get_machine(machine_id)
     assert machine.config.guest.memory_mb == 1024 and machine.metadata["tier"] == "power"
     assert (await _live(r.pool, user))["memory_mb"] == 1024
 
@@ -307,7 +325,7 @@ async def test_a_cancellation_destroys_the_machine_within_seconds_through_notify
         assert service.passes == 1  # no periodic pass ran (period 1 h): NOTIFY did it
     assert elapsed < 10
     assert (tmp_path / f"{user}.shutdown").read_text() == "bye"  # graceful /shutdown first
-    assert (await r.fly.get_machine(row["machine_id"])).state == "destroyed"
+    assert _app(r.fly, user).app_name not in {a.name for a in await r.fly.list_apps()}  # the app went with it
     final = await r.pool.fetchrow("SELECT destroy_reason FROM fly_machines WHERE machine_id = $1", row["machine_id"])
     assert final["destroy_reason"] == "subscription_cancelled"
     events = await r.pool.fetch("SELECT action, outcome FROM fleet_events WHERE user_id::text = $1 ORDER BY id", user)
@@ -366,6 +384,35 @@ async def test_a_machine_a_restart_does_not_bring_back_is_replaced(make_replica,
     old = await r.pool.fetchrow("SELECT status, destroy_reason FROM fly_machines WHERE machine_id = $1",
                                 row["machine_id"])
     assert old["status"] == "destroyed" and old["destroy_reason"].startswith("replaced: silent")
-    assert (await r.fly.get_machine(row["machine_id"])).state == "destroyed"
+    assert (await _app(r.fly, user).get_machine(row["machine_id"])).state == "destroyed"
     assert [m.id for m in await _tagged(r.fly, user)] == [new["machine_id"]]
     assert await _events(r.pool, user) == [("create", "ok"), ("restart", "ok"), ("replace", "ok"), ("create", "ok")]
+
+
+async def test_each_subscriber_has_an_app_of_its_own_with_its_secrets_and_the_fly_toml_config(make_replica):
+    import tomllib
+
+    from control_plane.fly import FLY_TOML
+    from control_plane.provisioning import SECRET_ENV
+
+    r = await make_replica("a")
+    users = [await _user(r.pool, "a@x"), await _user(r.pool, "b@x", "power")]
+    await r.reconciler.reconcile_once()
+    fly_toml = tomllib.loads(FLY_TOML.read_text())
+    networks = set()
+    for user_id, memory_mb in zip(users, (256, 1024), strict=True):
+        app = _app(r.fly, user_id)
+        shown = await app.get_app()
+        networks.add(shown.model_extra.get("network"))
+        assert set(await app.list_secrets()) == set(SECRET_ENV)
+        [machine] = await app.list_machines()
+        config = machine.config
+        assert not set(SECRET_ENV) & set(config.env)  # secrets are app secrets, never in the config
+        # What the control plane created matches fly.toml: env, the /health check and its port.
+        assert {k: config.env[k] for k in fly_toml["env"]} == fly_toml["env"]
+        for name, check in fly_toml["checks"].items():
+            assert config.checks[name].model_dump(exclude_none=True) == check
+        assert config.checks["health"].port == int(config.env["HTTP_PORT"])
+        assert config.guest.memory_mb == memory_mb
+        assert (await _live(r.pool, user_id))["app_name"] == app.app_name
+    assert len(networks) == 2 and None not in networks  # each app on a network of its own

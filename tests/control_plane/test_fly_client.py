@@ -379,7 +379,8 @@ def test_machine_config_for_tiers(spec, tier, memory_mb):
     assert (config.guest.cpu_kind, config.guest.cpus, config.guest.memory_mb) == ("shared", 1, memory_mb)
     assert config.restart.policy == "on-failure" and config.restart.max_retries > 0
     assert config.metadata == {"user_id": "u-9", "tier": tier}
-    assert config.env == {"USER_ID": "u-9", "HTTP_PORT": "8080", "DATABASE_URL": "postgres://db"}
+    assert config.env == {"USER_ID": "u-9", "HTTP_PORT": "8080", "KLINE_LIMIT": "500", "OPENBLAS_NUM_THREADS": "1",
+                          "DATABASE_URL": "postgres://db"}
     assert config.stop_config.signal == "SIGTERM" and config.init is None and config.services is None
     spec.validate(spec.schema_ref("fly.MachineConfig"), config.to_api(), "machine_config_for")
 
