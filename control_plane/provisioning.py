@@ -26,6 +26,7 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from control_plane.db import drop_machine_role, ensure_machine_role, machine_role, role_database_url
 from control_plane.fly import (
     TIER_MEMORY_MB,
     FlyClient,
@@ -88,6 +89,9 @@ class Provisioner:
         region: Fly region.
         token_for: user id -> the machine's bearer token.
         org_slug: the Fly organization the subscribers' apps are created in.
+        db_roles: give each machine a database role of its own, limited to its subscriber's
+            rows (``control_plane.db._roles``; needs CREATEROLE); False hands machines
+            ``env.database_url`` itself.
     """
 
     def __init__(
@@ -100,8 +104,10 @@ class Provisioner:
         region: str,
         token_for: Any,
         org_slug: str = "personal",
+        db_roles: bool = True,
     ) -> None:
         self._pool = pool
+        self._db_roles = db_roles
         self._fly = fly
         self.org_slug = org_slug
         self._env = env
@@ -154,8 +160,13 @@ class Provisioner:
             raise ProvisioningError(f"user {user_id} has a machine already (created concurrently)") from None
         app = self.app_for(user_id)
         try:
+            secrets = await self._secrets(user_id)
+        except asyncpg.PostgresError as exc:
+            await self._close_row(row_id, f"database role failed: {exc}")
+            raise ProvisioningError(f"cannot create the machine's database role: {exc}") from exc
+        try:
             await self._ensure_app(app)
-            version = await app.set_secrets(self._secrets(user_id))
+            version = await app.set_secrets(secrets)
             machine = await app.create_machine(
                 self.machine_config(user_id, tier), name=f"user-{user_id.hex[:12]}", region=self._region,
                 tag=("user_id", str(user_id)), min_secrets_version=version,
@@ -163,10 +174,7 @@ class Provisioner:
         except FlyError as exc:
             # No machine was created: the row is closed so the user can be provisioned again
             # (an app made before the failure is reused then, or deleted by the fleet).
-            await self._pool.execute(
-                "UPDATE fly_machines SET status = 'destroyed', destroy_reason = $2, destroyed_at = NOW(), updated_at = NOW() "
-                "WHERE id = $1", row_id, f"create failed: {exc}",
-            )
+            await self._close_row(row_id, f"create failed: {exc}")
             raise ProvisioningError(f"Fly refused to create the machine: {exc}") from exc
         await self._pool.execute(
             "UPDATE fly_machines SET machine_id = $2, status = 'starting', ip_address = $3, region = $4, "
@@ -202,11 +210,22 @@ class Provisioner:
             await app.get_app()  # created meanwhile (another replica): ours if we can read it
         log.info("app_created", app=app.app_name)
 
-    def _secrets(self, user_id: UUID) -> dict[str, str]:
-        """The app secrets of ``user_id``'s machine (SECRET_ENV), exposed to it as environment variables."""
+    async def _close_row(self, row_id: Any, reason: str) -> None:
+        await self._pool.execute(
+            "UPDATE fly_machines SET status = 'destroyed', destroy_reason = $2, destroyed_at = NOW(), updated_at = NOW() "
+            "WHERE id = $1", row_id, reason,
+        )
+
+    async def _secrets(self, user_id: UUID) -> dict[str, str]:
+        """The app secrets of ``user_id``'s machine (SECRET_ENV), exposed to it as environment
+        variables; with ``db_roles`` its database URL names its own role with a new password."""
+        database_url = self._env.database_url
+        if self._db_roles:
+            password = await ensure_machine_role(self._pool, user_id)
+            database_url = role_database_url(database_url, machine_role(user_id), password)
         return {
             "MACHINE_TOKEN": self._token_for(str(user_id)),
-            "DATABASE_URL": self._env.database_url,
+            "DATABASE_URL": database_url,
             "ANALYSIS_TOKEN": self._env.analysis_token,
         }
 
@@ -290,7 +309,8 @@ class Provisioner:
         return final_state
 
     async def delete_app_if_empty(self, user_id: UUID) -> bool:
-        """Delete ``user_id``'s app (and with it its secrets) when no machine is left in it.
+        """Delete ``user_id``'s app (and with it its secrets) when no machine is left in it, and
+        its machine's database role.
 
         False when it still has machines (Fly answers 412 while one is being destroyed; the
         fleet deletes it on a later pass); True when it is gone. Raises FlyError otherwise."""
@@ -298,11 +318,17 @@ class Provisioner:
         try:
             await app.delete_app()
         except FlyNotFound:
-            return True
+            pass
         except FlyConflict as exc:
             log.info("app_not_empty", app=app.app_name, error=str(exc))
             return False
-        log.info("app_deleted", app=app.app_name)
+        else:
+            log.info("app_deleted", app=app.app_name)
+        if self._db_roles:
+            try:
+                await drop_machine_role(self._pool, user_id)
+            except asyncpg.PostgresError as exc:  # it can no longer be used by anyone: logged, kept going
+                log.warning("machine_role_not_dropped", user_id=str(user_id), error=str(exc))
         return True
 
     async def _shutdown(self, user_id: UUID, http_url: str, reason: str, timeout_s: float) -> dict[str, Any] | None:

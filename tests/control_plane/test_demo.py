@@ -48,6 +48,9 @@ def test_demo_summary_is_read_after_destruction_and_counts_reanalyses(db_url, bi
         conn = await asyncpg.connect(db_url)
         try:
             state = await conn.fetchval("SELECT status FROM fly_machines WHERE user_id = $1", summary["user_id"])
+            roles = await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1",
+                                        "machine_" + summary["user_id"].replace("-", ""))
+            assert roles == 0  # the machine's own database role went with it
             events = await conn.fetch("SELECT action, outcome, detail::text FROM fleet_events WHERE user_id = $1 "
                                       "ORDER BY id", summary["user_id"])
             reanalysed = await conn.fetchval(
