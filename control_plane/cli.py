@@ -404,7 +404,8 @@ def _reconciler_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> 
 
     provisioner, fly = _provisioner_from_env(settings, pool)
     return Reconciler(pool, fly, provisioner, grace=timedelta(hours=settings.past_due_grace_hours),
-                      concurrency=settings.fleet_concurrency), fly
+                      concurrency=settings.fleet_concurrency,
+                      heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout_s)), fly
 
 
 @app.command()

@@ -139,7 +139,10 @@ class LocalStack:
     def fleet(self, *, period_s: float = 30.0, grace: timedelta = DEFAULT_GRACE) -> FleetService:
         """The reconcile loop over this stack's database and Fly API (``async with stack.fleet():``)."""
         assert self.pool is not None and self.fly is not None and self.info is not None
-        reconciler = Reconciler(self.pool, self.fly, self.provisioner(), grace=grace)
+        s = self.settings
+        reconciler = Reconciler(self.pool, self.fly, self.provisioner(), grace=grace,
+                                concurrency=s.fleet_concurrency,
+                                heartbeat_timeout=timedelta(seconds=s.heartbeat_timeout_s))
         return FleetService(self.info.database_url, reconciler, period_s=period_s)
 
     async def stop(self) -> None:

@@ -17,6 +17,7 @@
 | FLEET_PERIOD_S | ``30`` | seconds between full reconcile passes (changes also arrive by NOTIFY) |
 | FLEET_CONCURRENCY | ``32`` | subscribers a pass works on at once |
 | PAST_DUE_GRACE_HOURS | ``72`` | how long a past-due subscription keeps its machine |
+| HEARTBEAT_TIMEOUT_S | ``120`` | a machine silent this long is restarted, then replaced |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ControlPlaneSettings(BaseSettings):
     fleet_period_s: float = Field(30.0, gt=0)
     fleet_concurrency: int = Field(32, ge=1, le=1024)
     past_due_grace_hours: float = Field(72.0, ge=0)
+    heartbeat_timeout_s: float = Field(120.0, gt=0)
 
 
 def machine_token(secret: str, user_id: str) -> str:

@@ -150,7 +150,8 @@ class FlyClient:
             kwargs["headers"] = {NONCE_HEADER: nonce}
         if timeout_s is not None:
             kwargs["timeout"] = timeout_s
-        async for attempt in retrying(self._retry, idempotent=idempotent):
+        async for attempt in retrying(self._retry, idempotent=idempotent,
+                                      retry_timeouts=operation != "Machines_wait"):
             with attempt:
                 return await self._send_once(operation, identifier, method, path, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -4,7 +4,8 @@
   Fly did not act on the request.
 - Other 5xx and transport errors (:class:`FlyUnavailable` after the request was sent) are
   retried only for idempotent operations (GETs and ``Machines_wait``): a retried create,
-  stop or destroy could act twice.
+  stop or destroy could act twice. 408 (:class:`FlyTimeout`) likewise, except for
+  ``Machines_wait``, whose 408 means its own deadline passed (the caller chains waits).
 - The delay is the ``Retry-After`` header when Fly sends one (capped), otherwise a
   jittered exponential back-off.
 """
@@ -17,7 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
-from ._errors import FlyRateLimited, FlyUnavailable
+from ._errors import FlyRateLimited, FlyTimeout, FlyUnavailable
 
 __all__ = ["RetryPolicy", "retrying"]
 
@@ -47,11 +48,13 @@ class _RetryAfterOrBackoff(wait_base):
         return self._backoff(retry_state)
 
 
-def _should_retry(exc: BaseException, idempotent: bool) -> bool:
+def _should_retry(exc: BaseException, idempotent: bool, retry_timeouts: bool) -> bool:
     if isinstance(exc, FlyRateLimited):
         return True
     if isinstance(exc, FlyUnavailable):
         return idempotent or not exc.request_sent
+    if isinstance(exc, FlyTimeout):
+        return idempotent and retry_timeouts
     return False
 
 
@@ -65,12 +68,12 @@ def _log_retry(retry_state: RetryCallState) -> None:
     )
 
 
-def retrying(policy: RetryPolicy, *, idempotent: bool) -> AsyncRetrying:
+def retrying(policy: RetryPolicy, *, idempotent: bool, retry_timeouts: bool = True) -> AsyncRetrying:
     """A tenacity ``AsyncRetrying`` for one request; re-raises the last FlyError."""
     return AsyncRetrying(
         stop=stop_after_attempt(policy.attempts),
         wait=_RetryAfterOrBackoff(policy),
-        retry=retry_if_exception(lambda exc: _should_retry(exc, idempotent)),
+        retry=retry_if_exception(lambda exc: _should_retry(exc, idempotent, retry_timeouts)),
         before_sleep=_log_retry,
         reraise=True,
     )

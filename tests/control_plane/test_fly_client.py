@@ -329,6 +329,18 @@ async def test_a_client_over_the_limit_waits_retry_after_and_gets_through(fly_li
     assert elapsed >= 0.95  # Retry-After: 1 was honoured, not the 1 ms back-off
 
 
+async def test_a_408_is_retried_for_reads_but_not_for_mutations():
+    client, calls = _mock([(408, {}, {"error": "request timeout"}), (200, {}, MACHINE_JSON)])
+    async with client:
+        assert (await client.get_machine(MACHINE_JSON["id"])).id == MACHINE_JSON["id"]
+    assert len(calls) == 2
+    client, calls = _mock([(408, {}, {"error": "request timeout"}), (200, {}, {"ok": True})])
+    async with client:
+        with pytest.raises(FlyTimeout):
+            await client.stop(MACHINE_JSON["id"])  # the stop may have happened: never sent twice
+    assert len(calls) == 1
+
+
 async def test_wait_chains_requests_beyond_60_seconds():
     client, calls = _mock([(408, {}, {"error": "deadline_exceeded"}), (200, {}, {"ok": True, "state": "stopped"})])
     async with client:
