@@ -109,6 +109,8 @@ class LocalStack:
                 default_command=[sys.executable, "-m", "machine"],
                 cwd=REPO_ROOT,
                 port_env="HTTP_PORT",
+                oom_kill=True,  # the tier's memory is enforced, as on Fly
+                oom_poll_s=0.5,
             )
             await self._engine.start()
             fly_url = self._engine.base_url

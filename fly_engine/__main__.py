@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"engine env var a Machine inherits (repeatable; default {' '.join(DEFAULT_ENV_PASSTHROUGH)})")
     p.add_argument("--port-env", help="give each Machine a free port in this env var (e.g. HTTP_PORT)")
     p.add_argument("--region", default="local", help="region of Machines created without one")
-    p.add_argument("--oom-kill", action="store_true", help="kill Machines whose RSS exceeds guest.memory_mb")
+    p.add_argument("--oom-kill", action="store_true", help="kill Machines whose memory (PSS of the process tree) exceeds guest.memory_mb")
     p.add_argument("--no-processes", action="store_true",
                    help="run no process for a Machine: a started Machine is only a record (benches)")
     p.add_argument("--no-rate-limits", action="store_true", help="serve beyond Fly's per-action rate limits")

@@ -31,8 +31,8 @@ class EngineOptions:
       ``stop_config`` (Fly's own default signal is SIGINT, ``fly.toml`` ``kill_signal``).
     - ``restart_backoff_s``: (first, max) delay in seconds between automatic restarts,
       doubling each time.
-    - ``oom_kill``: kill a Machine whose process tree RSS exceeds ``guest.memory_mb``,
-      checked every ``oom_poll_s`` seconds.
+    - ``oom_kill``: kill a Machine whose process tree uses more than ``guest.memory_mb``
+      (PSS summed over the tree: shared pages count once), checked every ``oom_poll_s`` seconds.
     - ``default_lease_ttl_s``: lease TTL when ``CreateLeaseRequest.ttl`` is absent.
     - ``lease_owner``: the ``owner`` of leases (Fly: the token's user).
     - ``shutdown_timeout_s``: grace before SIGKILL when the engine stops.

@@ -201,8 +201,11 @@ class MachineProcess:
         """Wait for the main process to exit; its return code (negative: killed by signal)."""
         return await self._proc.wait()
 
-    def tree_rss_bytes(self) -> int:
-        """Resident memory of the main process and all its descendants, in bytes (psutil)."""
+    def tree_memory_bytes(self) -> int:
+        """Memory of the main process and all its descendants, in bytes (psutil): the sum of
+        their PSS (proportional set size: a page shared by n of them counts 1/n to each), so
+        shared memory counts once, as the VM's memory or a cgroup's charge does; RSS where PSS
+        is not available."""
         import psutil
 
         try:
@@ -213,7 +216,13 @@ class MachineProcess:
         total = 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                info = proc.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except psutil.AccessDenied:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
             except psutil.Error:
                 continue
         return total

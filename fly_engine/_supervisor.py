@@ -201,12 +201,12 @@ class Supervisor:
 
     async def _watch_memory(self, proc: MachineProcess, limit_bytes: int, log_path: Any) -> None:
         while proc.returncode is None:
-            rss = proc.tree_rss_bytes()
-            if rss > limit_bytes:
+            used = proc.tree_memory_bytes()
+            if used > limit_bytes:
                 self._oom_killed = True
                 with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write(f"[fly_engine] out of memory: rss {rss} B > {limit_bytes} B, killed\n")
-                log.warning("machine out of memory", machine_id=self.machine.id, rss=rss, limit=limit_bytes)
+                    fh.write(f"[fly_engine] out of memory: {used} B > {limit_bytes} B (guest.memory_mb), killed\n")
+                log.warning("machine out of memory", machine_id=self.machine.id, used=used, limit=limit_bytes)
                 proc.kill_group()
                 return
             await asyncio.sleep(self._options.oom_poll_s)

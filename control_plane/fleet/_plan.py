@@ -113,7 +113,7 @@ class Action:
     tier: str | None = None
     memory_mb: int | None = None
     reason: str = ""
-    details: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def mutates_fly(self) -> bool:

@@ -291,7 +291,7 @@ class Reconciler:
                 mine = row if row is not None and row["machine_id"] == action.machine_id else None
                 final = await self._provisioner.retire(user, action.machine_id, action.reason, row=mine)
                 if final is not None:
-                    action = dataclasses.replace(action, details={k: str(v) for k, v in final.items()})
+                    action = dataclasses.replace(action, details=dict(final))
             elif action.kind == "destroy_duplicate":
                 assert action.machine_id is not None
                 try:

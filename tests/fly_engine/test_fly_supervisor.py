@@ -195,3 +195,39 @@ async def test_oom_kill_over_guest_memory(tmp_path, spec, limit_mb):
             last = exits(await show(api, machine["id"]))[-1]
             assert (last["oom_killed"], last["exit_code"]) == (True, 137)
             assert "out of memory" in engine.log_path(machine["id"]).read_text()
+
+
+#: Maps 48 MB of shared memory and touches it, then forks 3 children that touch it too; each
+#: child writes $OUT.<n> once it has.
+SHARED_TREE = (
+    "import mmap, os, time\n"
+    "m = mmap.mmap(-1, 48 << 20)\n"
+    "m.write(b'x' * (48 << 20))\n"
+    "for n in range(3):\n"
+    "    if os.fork() == 0:\n"
+    "        s = sum(m[i] for i in range(0, 48 << 20, 4096))\n"
+    "        open(os.environ['OUT'] + '.' + str(n), 'w').write('ready'); time.sleep(600)\n"
+    "time.sleep(600)\n"
+)
+
+
+async def test_memory_counts_shared_pages_once(tmp_path):
+    """A machine's memory is its process tree's PSS: four processes sharing 48 MB use about 48 MB
+    plus their own, not 4 x 48 MB (the RSS sum), as the VM or a cgroup would count it."""
+    import psutil
+
+    from fly_engine._process import MachineProcess
+
+    out = tmp_path / "ready"
+    proc = await MachineProcess.spawn(py(SHARED_TREE), {**os.environ, "OUT": str(out)}, tmp_path, tmp_path / "log")
+    try:
+        await eventually(lambda: all(out.with_name(f"ready.{n}").exists() for n in range(3)), timeout_s=20)
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        rss_sum = sum(p.memory_info().rss for p in tree)
+        used = proc.tree_memory_bytes()
+        assert len(tree) == 4
+        assert rss_sum > 4 * (48 << 20)
+        assert 48 << 20 < used < rss_sum - 2 * (48 << 20)
+    finally:
+        proc.kill_group()
+        await proc.wait()
