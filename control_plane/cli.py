@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import Any, Optional
 from uuid import UUID
@@ -475,7 +476,9 @@ def serve() -> None:
             async with stack.fleet(period_s=settings.fleet_period_s,
                                    grace=timedelta(hours=settings.past_due_grace_hours)):
                 console.print(f"fleet: reconciling every {settings.fleet_period_s:g}s and on every subscription change")
-                await asyncio.Event().wait()
+                stop = asyncio.Event()
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # stop like Ctrl-C
+                await stop.wait()
 
     try:
         asyncio.run(run())

@@ -276,10 +276,7 @@ class Reconciler:
                 await fly.restart(action.machine_id, timeout_s=self._restart_timeout_s)
             elif action.kind == "replace":
                 assert action.machine_id is not None
-                try:
-                    await fly.destroy(action.machine_id, force=True)
-                except FlyNotFound:
-                    pass
+                await _destroy_now(fly, action.machine_id)
                 await self._pool.execute(
                     "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
                     "updated_at = NOW() WHERE machine_id = $1 AND status <> 'destroyed'",
@@ -294,10 +291,7 @@ class Reconciler:
                     action = dataclasses.replace(action, details=dict(final))
             elif action.kind == "destroy_duplicate":
                 assert action.machine_id is not None
-                try:
-                    await fly.destroy(action.machine_id, force=True)
-                except FlyNotFound:
-                    pass
+                await _destroy_now(fly, action.machine_id)
             elif action.kind == "delete_app":
                 if not await self._provisioner.delete_app_if_empty(user):
                     raise ProvisioningError(f"app {fly.app_name} still has machines")
@@ -376,6 +370,14 @@ class Reconciler:
             "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
             UUID(action.user_id), action.machine_id, action.kind, "failed" if error else "ok", error,
             orjson.dumps(detail).decode(), self.replica)
+
+
+async def _destroy_now(fly: FlyClient, machine_id: str) -> None:
+    """Destroy a Machine without asking it to stop (it cannot answer, or must not keep trading)."""
+    try:
+        await fly.destroy(machine_id, force=True)
+    except FlyNotFound:
+        pass
 
 
 def summarize(actions: Sequence[Action]) -> dict[str, int]:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -22,18 +19,7 @@ from fly_engine import Engine, RateLimits
 pytestmark = pytest.mark.timeout(120)
 
 
-def _load_testkit():
-    path = Path(__file__).resolve().parents[1] / "fly_engine" / "fly_testkit.py"
-    module = sys.modules.get("fly_testkit")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("fly_testkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fly_testkit"] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-kit = _load_testkit()
+import fly_testkit as kit  # noqa: E402  (tests/control_plane/conftest.py puts it on the path)
 APP, TOKEN = kit.APP, kit.TOKEN
 IMAGE = "registry.fly.io/trader-machines:test"
 HEARTBEAT_IMAGE = "registry.fly.io/trader-machines:heartbeat"

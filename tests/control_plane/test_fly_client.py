@@ -5,11 +5,8 @@ with httpx.MockTransport."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,18 +32,7 @@ from control_plane.fly import (
 from fly_engine import FLY_RATE_LIMITS, Engine, RateLimits
 
 
-def _load_testkit():
-    path = Path(__file__).resolve().parents[1] / "fly_engine" / "fly_testkit.py"
-    module = sys.modules.get("fly_testkit")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("fly_testkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fly_testkit"] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-kit = _load_testkit()
+import fly_testkit as kit  # noqa: E402  (tests/control_plane/conftest.py puts it on the path)
 APP, TOKEN = kit.APP, kit.TOKEN
 IMAGE = "registry.fly.io/trader-machines:v1"
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.01)
