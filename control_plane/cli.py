@@ -419,6 +419,9 @@ def reconcile(
 
     Exits 1 when an action failed (it is retried on the next pass).
     """
+    from control_plane.logs import configure_logging
+
+    configure_logging("info")
 
     async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
         reconciler, fly = _reconciler_from_env(settings, pool)
@@ -467,6 +470,10 @@ def serve() -> None:
     from datetime import timedelta
 
     from control_plane.local import LocalStack
+
+    from control_plane.logs import configure_logging
+
+    configure_logging("info")  # JSON on stderr, secrets redacted, tracebacks without locals
 
     async def run() -> None:
         settings = _settings()

@@ -16,6 +16,7 @@ from datetime import timedelta
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -25,6 +26,7 @@ from control_plane.analysis import RulesBackend, create_analysis_app
 from control_plane.db import EmbeddedPostgres, migrate
 from control_plane.fleet import DEFAULT_GRACE, FleetService, Reconciler
 from control_plane.fly import FlyClient
+from control_plane.logs import register_secret
 from control_plane.provisioning import MachineEnv, Provisioner
 from control_plane.settings import ControlPlaneSettings, machine_token
 
@@ -116,6 +118,8 @@ class LocalStack:
             fly_url = self._engine.base_url
         self.fly = FlyClient(fly_url, fly_token, s.fly_app_name)
         secret = s.machine_token_secret.get_secret_value() if s.machine_token_secret else secrets.token_hex(32)
+        for value in (analysis_token, fly_token, secret, urlsplit(db_url).password):
+            register_secret(value)
         self.info = StackInfo(db_url, fly_url, fly_token, analysis_url, analysis_token, secret)
         path = self.data_dir / "local.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

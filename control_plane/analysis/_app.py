@@ -14,8 +14,10 @@ Routes:
 Every error is ``{"success": false, "error": "<message>"}`` with: 400 malformed body,
 401 missing/wrong token (with ``WWW-Authenticate: Bearer``), 404/405 unknown route or
 method, 413 body above ``max_body_bytes``, 422 the backend lacks data, 500 internal
-error or the ``on_analysis`` hook failed, 502 backend failure, 503 backend unavailable,
-504 backend timeout. The machine's client retries 429 and 5xx only.
+error or the ``on_analysis`` hook failed, 502 backend failure (or an answer above
+``MAX_RESPONSE_BYTES``), 503 backend unavailable, 504 backend timeout. The machine's
+client retries 429 and 5xx only. The bearer token is registered with
+``control_plane.logs`` and never logged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from control_plane.analysis._backend import AnalysisBackend
+from control_plane.logs import plain_traceback, register_secret
 from control_plane.analysis._errors import (
     AnalysisServiceError,
     BackendFailed,
@@ -57,6 +60,8 @@ __all__ = [
 ]
 
 ANALYSIS_PATH = "/analyze-signal"
+#: Largest answer sent; a decision is a few hundred bytes.
+MAX_RESPONSE_BYTES = 64 * 1024
 SEED_ANALYSIS_PATH = "/functions/v1/analyze-signal"
 
 #: Called after a successful analysis, before the answer is sent; sync or async.
@@ -100,8 +105,9 @@ async def _json_errors(
             raise
         allow = exc.headers.get("Allow")
         return _error(exc.status, exc.reason or "error", {"Allow": allow} if allow else None)
-    except Exception:
-        log.exception("analysis_internal_error", path=request.path)
+    except Exception as exc:
+        log.error("analysis_internal_error", path=request.path, error=type(exc).__name__,
+                  traceback=plain_traceback(exc))
         return _error(500, "internal error")
 
 
@@ -145,7 +151,9 @@ class _Service:
                 f"analysis backend {self.backend.name!r} timed out after {self.backend_timeout_s}s"
             ) from None
         except Exception as exc:
-            log.exception("analysis_backend_failed", backend=self.backend.name)
+            # The traceback without local variables: a backend's locals may hold credentials.
+            log.error("analysis_backend_failed", backend=self.backend.name, error=type(exc).__name__,
+                      traceback=plain_traceback(exc))
             raise BackendFailed(
                 f"analysis backend {self.backend.name!r} failed: {type(exc).__name__}"
             ) from exc
@@ -170,9 +178,10 @@ class _Service:
                 outcome = self.on_analysis(analysis_request, result)
                 if inspect.isawaitable(outcome):
                     await outcome
-            except Exception:
+            except Exception as exc:
                 self.errors += 1
-                log.exception("analysis_hook_failed", signal_id=analysis_request.signal_id)
+                log.error("analysis_hook_failed", signal_id=analysis_request.signal_id, error=type(exc).__name__,
+                          traceback=plain_traceback(exc))
                 return _error(500, "failed to record the analysis")
         self.analyses += 1
         log.info(
@@ -185,7 +194,12 @@ class _Service:
             confidence=result.confidence,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return _json(200, {"success": True, "analysis": result.to_wire()})
+        body = dumps({"success": True, "analysis": result.to_wire()})
+        if len(body) > MAX_RESPONSE_BYTES:
+            self.errors += 1
+            log.error("analysis_answer_too_large", backend=self.backend.name, bytes=len(body))
+            return _error(502, f"analysis backend {self.backend.name!r} answered more than {MAX_RESPONSE_BYTES} bytes")
+        return web.Response(status=200, body=body, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json(
@@ -218,6 +232,7 @@ def create_analysis_app(
     """
     if not token:
         raise ValueError("the analysis token must not be empty")
+    register_secret(token)
     if backend_timeout_s <= 0:
         raise ValueError("backend_timeout_s must be positive")
     service = _Service(backend, token.encode(), on_analysis, backend_timeout_s)

@@ -26,6 +26,13 @@ them) or numbers; they become :class:`~decimal.Decimal`. Prices are in the quote
 volumes in the base asset, times in ms since the Unix epoch (UTC). Open times of one
 interval must be strictly increasing.
 
+Bounds (a 400 naming the field beyond them): prices are positive, at most
+:data:`MAX_PRICE` and at most :data:`MAX_DECIMALS` decimal places (Binance's tick sizes
+stop at 8); volumes at most :data:`MAX_VOLUME`; times and counts are JSON integers, never
+booleans or strings. Indicator values are null, numbers or numeric strings within
+``±MAX_PRICE`` (or objects of them for MACD and Bollinger bands): an RSI within 0..100,
+an ATR, Bollinger band, SMA or EMA not negative.
+
 The response is built from :class:`AnalysisResult`; see ``control_plane.analysis._app``.
 """
 
@@ -48,6 +55,9 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "INTERVAL_MS",
+    "MAX_DECIMALS",
+    "MAX_PRICE",
+    "MAX_VOLUME",
     "AnalysisResult",
     "AnalyzeSignalRequest",
     "Decision",
@@ -55,6 +65,7 @@ __all__ = [
     "MarketData",
     "OpenPosition",
     "Ticker",
+    "check_indicator",
     "format_validation_error",
 ]
 
@@ -93,8 +104,21 @@ _KLINE_COLUMNS = (
     "taker_buy_quote_volume",
 )
 
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Volume = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+#: Largest price or indicator magnitude accepted (quote asset); BTC would need to be 10^9x.
+MAX_PRICE = Decimal("1e15")
+#: Largest volume accepted (base or quote asset).
+MAX_VOLUME = Decimal("1e24")
+#: Most decimal places accepted in a price or volume.
+MAX_DECIMALS = 18
+
+Price = Annotated[
+    Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, max_digits=34, decimal_places=MAX_DECIMALS)
+]
+Volume = Annotated[
+    Decimal, Field(ge=0, le=MAX_VOLUME, allow_inf_nan=False, max_digits=43, decimal_places=MAX_DECIMALS)
+]
+#: A JSON integer (ms since the Unix epoch, or a count); ``true`` and ``"1"`` are refused.
+WireInt = Annotated[int, Field(strict=True, ge=0, le=2**53)]
 
 
 class Decision(str, enum.Enum):
@@ -126,15 +150,15 @@ class Kline(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    open_time: int = Field(ge=0)
+    open_time: WireInt
     open: Price
     high: Price
     low: Price
     close: Price
     volume: Volume
-    close_time: int | None = Field(default=None, ge=0)
+    close_time: WireInt | None = None
     quote_volume: Volume | None = None
-    trades: int | None = Field(default=None, ge=0)
+    trades: WireInt | None = None
     taker_buy_base_volume: Volume | None = None
     taker_buy_quote_volume: Volume | None = None
 
@@ -173,10 +197,17 @@ class MarketData(_Wire):
     """``marketData`` of the request."""
 
     symbol: str = Field(pattern=r"^[A-Z0-9]{2,30}$")
-    timestamp: int = Field(ge=0, description="ms since the Unix epoch, UTC")
+    timestamp: WireInt = Field(description="ms since the Unix epoch, UTC")
     ticker: Ticker
     klines: dict[str, list[Kline]] = Field(default_factory=dict)
     indicators: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("indicators")
+    @classmethod
+    def _check_indicators(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            check_indicator(key, item)
+        return value
 
     @field_validator("klines")
     @classmethod
@@ -196,12 +227,56 @@ class MarketData(_Wire):
         return value
 
 
+#: Value ranges by indicator name (the key's first ``_`` part): (lowest, highest).
+_INDICATOR_RANGES: dict[str, tuple[Decimal, Decimal]] = {
+    "rsi": (Decimal(0), Decimal(100)),
+    "atr": (Decimal(0), MAX_PRICE),
+    "bb": (Decimal(0), MAX_PRICE),
+    "bbands": (Decimal(0), MAX_PRICE),
+    "bollinger": (Decimal(0), MAX_PRICE),
+    "sma": (Decimal(0), MAX_PRICE),
+    "ema": (Decimal(0), MAX_PRICE),
+}
+_ANY_RANGE = (-MAX_PRICE, MAX_PRICE)
+
+
+def _indicator_number(path: str, value: Any, low: Decimal, high: Decimal) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{path}: expected a number or null, got {type(value).__name__}")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValueError(f"{path}: expected a number, got {str(value)[:40]!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"{path}: expected a finite number, got {str(value)[:40]!r}")
+    if not low <= number <= high:
+        raise ValueError(f"{path}: {str(value)[:40]} is outside {low}..{high}")
+
+
+def check_indicator(key: str, value: Any) -> None:
+    """Validate one ``marketData.indicators`` entry (see the module doc). Raises ValueError naming it."""
+    path = f"indicators.{key}"
+    if len(key) > 64:
+        raise ValueError(f"{path[:80]}...: indicator keys are at most 64 characters")
+    low, high = _INDICATOR_RANGES.get(key.split("_", 1)[0].lower(), _ANY_RANGE)
+    if isinstance(value, dict):
+        if len(value) > 16:
+            raise ValueError(f"{path}: at most 16 fields")
+        for name, item in value.items():
+            part_low = -MAX_PRICE if name in ("macd", "signal", "histogram") else low
+            _indicator_number(f"{path}.{name}", item, part_low, high)
+        return
+    _indicator_number(path, value, low, high)
+
+
 class OpenPosition(_Wire):
     """The open position a re-analysis is about (prices in quote, size in base asset)."""
 
     side: Literal["long", "short"]
     entry_price: Price
-    size: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    size: Annotated[Decimal, Field(gt=0, le=MAX_VOLUME, allow_inf_nan=False, decimal_places=MAX_DECIMALS)]
     stop_loss: Price | None = None
     take_profit: Price | None = None
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import talib
 
 from control_plane.analysis import (
@@ -271,7 +272,7 @@ def test_no_rsi_anywhere_is_insufficient_market_data():
 
 
 def test_non_numeric_indicator_is_rejected_by_name():
-    with pytest.raises(InvalidAnalysisRequest, match="rsi_14_1m"):
+    with pytest.raises((InvalidAnalysisRequest, ValidationError), match="rsi_14_1m"):
         decide({"rsi_14_1m": "high"})
 
 
