@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from control_plane.analysis import RulesBackend, create_analysis_app
+from control_plane.analysis import create_analysis_app
 from control_plane.db import EmbeddedPostgres, migrate
 from control_plane.fleet import DEFAULT_GRACE, FleetService, Reconciler
 from control_plane.fly import FlyClient
@@ -65,6 +65,7 @@ class LocalStack:
         self._pg: EmbeddedPostgres | None = None
         self._engine: Any = None
         self._analysis_runner: web.AppRunner | None = None
+        self._backend: Any = None
         self.pool: asyncpg.Pool | None = None
         self.fly: FlyClient | None = None
         self.info: StackInfo | None = None
@@ -88,7 +89,8 @@ class LocalStack:
         self.pool = await asyncpg.create_pool(db_url, min_size=1, max_size=5)
 
         analysis_token = s.analysis_token.get_secret_value() if s.analysis_token else secrets.token_urlsafe(24)
-        app = create_analysis_app(RulesBackend(), analysis_token)
+        self._backend = s.analysis_backend_instance()
+        app = create_analysis_app(self._backend, analysis_token)
         self._analysis_runner = web.AppRunner(app, access_log=None)
         await self._analysis_runner.setup()
         site = web.TCPSite(self._analysis_runner, s.analysis_host, self._analysis_port)
@@ -158,6 +160,8 @@ class LocalStack:
             await self._engine.stop()
         if self._analysis_runner is not None:
             await self._analysis_runner.cleanup()
+        if hasattr(self._backend, "aclose"):
+            await self._backend.aclose()
         if self.pool is not None:
             await self.pool.close()
         (self.data_dir / "local.json").unlink(missing_ok=True)

@@ -18,6 +18,11 @@
 | FLEET_CONCURRENCY | ``32`` | subscribers a pass works on at once |
 | PAST_DUE_GRACE_HOURS | ``72`` | how long a past-due subscription keeps its machine |
 | HEARTBEAT_TIMEOUT_S | ``120`` | a machine silent this long is restarted, then replaced |
+| ANALYSIS_BACKEND | ``rules`` | ``rules`` (offline) or ``llm`` (an OpenAI-compatible API) |
+| LLM_BASE_URL / LLM_API_KEY | unset | the chat-completions API root (``https://api.openai.com/v1``) and its key |
+| LLM_MODEL_STANDARD / LLM_MODEL_FAST | unset / the standard one | model per trader tier |
+| LLM_ON_FAILURE | ``no_trade`` | a failed LLM analysis answers ``no_trade`` or the ``rules`` decision |
+| LLM_TIMEOUT_S | ``30`` | per request to the LLM |
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ControlPlaneSettings", "machine_token"]
@@ -53,6 +60,30 @@ class ControlPlaneSettings(BaseSettings):
     fleet_concurrency: int = Field(32, ge=1, le=1024)
     past_due_grace_hours: float = Field(72.0, ge=0)
     heartbeat_timeout_s: float = Field(120.0, gt=0)
+    analysis_backend: Literal["rules", "llm"] = "rules"
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model_standard: str | None = None
+    llm_model_fast: str | None = None
+    llm_on_failure: Literal["no_trade", "rules"] = "no_trade"
+    llm_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _llm_complete(self) -> ControlPlaneSettings:
+        if self.analysis_backend == "llm" and not (self.llm_base_url and self.llm_model_standard):
+            raise ValueError("ANALYSIS_BACKEND=llm needs LLM_BASE_URL and LLM_MODEL_STANDARD")
+        return self
+
+    def analysis_backend_instance(self) -> Any:
+        """The configured analysis backend (``RulesBackend`` or ``LLMBackend``)."""
+        from control_plane.analysis import LLMBackend, RulesBackend
+
+        if self.analysis_backend == "rules":
+            return RulesBackend()
+        assert self.llm_base_url and self.llm_model_standard
+        return LLMBackend(self.llm_base_url, self.llm_api_key.get_secret_value() if self.llm_api_key else "",
+                          model_standard=self.llm_model_standard, model_fast=self.llm_model_fast,
+                          on_failure=self.llm_on_failure, timeout_s=self.llm_timeout_s)
 
 
 def machine_token(secret: str, user_id: str) -> str:

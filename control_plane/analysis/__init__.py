@@ -1,7 +1,7 @@
 """Analysis service: ``POST /analyze-signal`` with a pluggable backend (seed 002).
 
 The machine posts a signal's market data; a backend (``RulesBackend`` by default,
-offline and deterministic) answers a decision with reasoning, confidence and
+offline and deterministic, or ``LLMBackend`` for any OpenAI-compatible API) answers a decision with reasoning, confidence and
 stop-loss/take-profit. See ``_app`` for routes and errors, ``_schemas`` for the wire
 shapes, ``_rules`` for the exact rule.
 """
@@ -22,6 +22,7 @@ from control_plane.analysis._errors import (
     InsufficientMarketData,
     InvalidAnalysisRequest,
 )
+from control_plane.analysis._llm import DECISION_SCHEMA, PROMPT_VERSION, LLMBackend
 from control_plane.analysis._rules import RULE_VERSION, RuleParameters, RulesBackend
 from control_plane.analysis._schemas import (
     AnalysisResult,
@@ -35,6 +36,9 @@ from control_plane.analysis._schemas import (
 
 __all__ = [
     "ANALYSIS_PATH",
+    "DECISION_SCHEMA",
+    "PROMPT_VERSION",
+    "LLMBackend",
     "RULE_VERSION",
     "AnalysisBackend",
     "AnalysisResult",

@@ -9,8 +9,8 @@ the client to see derive from ``control_plane.analysis.AnalysisServiceError`` (e
 machine); any other exception is answered as 502 ``BackendFailed``.
 
 Backends: ``rules`` (:class:`~control_plane.analysis.RulesBackend`, offline and
-deterministic, the default). An LLM backend (seed 002's Gemini call, using the
-request's ``aiInstructions``) comes in a later issue and implements this same protocol.
+deterministic, the default) and ``llm`` (:class:`~control_plane.analysis.LLMBackend`, any
+OpenAI-compatible chat-completions API, using the request's ``aiInstructions``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Request (camelCase JSON)::
       "aiInstructions": "...",                   # optional (used by the LLM backend)
       "position": {"side": "long", "entryPrice": "42000", "size": "0.01",
                    "stopLoss": "41000", "takeProfit": "44000"},  # optional: re-analysis
-      "mode": "paper"                            # optional: "paper" | "live"
+      "mode": "paper",                           # optional: "paper" | "live"
+      "modelTier": "standard"                    # optional: "standard" | "fast" (LLM backend)
     }
 
 Kline rows follow Binance's ``GET /api/v3/klines`` row layout (Binance Spot API docs,
@@ -290,6 +291,7 @@ class AnalyzeSignalRequest(_Wire):
     ai_instructions: str | None = Field(default=None, max_length=50_000)
     position: OpenPosition | None = None
     mode: Literal["paper", "live"] | None = None
+    model_tier: Literal["standard", "fast"] | None = None
 
 
 @dataclass(frozen=True, slots=True)

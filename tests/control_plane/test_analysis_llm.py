@@ -1,0 +1,195 @@
+"""The ``llm`` analysis backend against a local OpenAI-compatible server speaking the wire
+protocol (``POST /v1/chat/completions``, bearer auth, JSON bodies as OpenAI documents)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from control_plane.analysis import (
+    DECISION_SCHEMA,
+    PROMPT_VERSION,
+    AnalyzeSignalRequest,
+    Decision,
+    LLMBackend,
+    create_analysis_app,
+)
+from test_analysis_app import AUTH, body, post
+
+KEY = "sk-test-0123456789abcdef"
+
+
+def completion(content: Any, *, finish: str = "stop", refusal: str | None = None, model: str = "m-std") -> dict:
+    text = content if isinstance(content, str) else orjson.dumps(content).decode()
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "finish_reason": finish,
+                     "message": {"role": "assistant", "content": text, "refusal": refusal}}],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853},
+    }
+
+
+DECISION = {"decision": "open_long", "reasoning": "RSI oversold, MACD turning up", "confidence": 72,
+            "stopLoss": 41800.5, "takeProfit": 44000, "positionSize": None}
+
+
+class OpenAIStub:
+    """Answers programmed replies in order: (status, headers, body) or "hang"."""
+
+    def __init__(self) -> None:
+        self.replies: deque[Any] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.auth.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != f"Bearer {KEY}":
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        self.requests.append(await request.json())
+        reply = self.replies.popleft() if self.replies else (500, {}, {"error": {"message": "no reply programmed"}})
+        if reply == "hang":
+            await asyncio.sleep(3600)
+        status, headers, payload = reply
+        return web.Response(status=status, headers=headers,
+                            body=payload if isinstance(payload, bytes) else orjson.dumps(payload),
+                            content_type="application/json")
+
+
+@pytest.fixture
+async def stub():
+    server = OpenAIStub()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    yield server
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def backend(stub):
+    llm = LLMBackend(stub.base_url, KEY, model_standard="m-std", model_fast="m-fast", timeout_s=2, attempts=3)
+    yield llm
+    await llm.aclose()
+
+
+def request(**overrides: Any) -> AnalyzeSignalRequest:
+    return AnalyzeSignalRequest.model_validate(body(aiInstructions="Buy oversold dips in an uptrend.", **overrides))
+
+
+async def test_a_valid_answer_is_the_decision_with_its_costs(stub, backend):
+    stub.replies.append((200, {}, completion(DECISION)))
+    result = await backend.analyze(request())
+    assert (result.decision, result.confidence) == (Decision.OPEN_LONG, 72)
+    assert (result.stop_loss, result.take_profit, result.position_size) == (Decimal("41800.5"), Decimal("44000.0"), None)
+    meta = result.extra_metadata
+    assert meta["model"] == "m-std" and meta["modelTier"] == "standard" and meta["promptVersion"] == PROMPT_VERSION
+    assert meta["usage"]["total_tokens"] == 853 and meta["latencyMs"] >= 0 and "llmFailure" not in meta
+    sent = stub.requests[0]
+    assert stub.auth == [f"Bearer {KEY}"] and sent["model"] == "m-std" and sent["temperature"] == 0
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "trade_decision", "strict": True, "schema": DECISION_SCHEMA}}
+    system, user = sent["messages"]
+    assert system["role"] == "system" and '"enum"' in system["content"]
+    data = orjson.loads(user["content"])
+    assert data["instructions"] == "Buy oversold dips in an uptrend." and data["symbol"] == "BTCUSDT"
+    assert len(data["candles"]["1h"]) == 2 and data["indicators"]["rsi_14_1h"] == 28.5
+
+
+async def test_the_fast_tier_uses_the_fast_model(stub, backend):
+    stub.replies.append((200, {}, completion(DECISION, model="m-fast")))
+    result = await backend.analyze(request(modelTier="fast"))
+    assert stub.requests[0]["model"] == "m-fast" and result.extra_metadata["modelTier"] == "fast"
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    (completion("{not json"), "not JSON"),
+    (completion({**DECISION, "confidence": 150}), "invalid decision"),
+    (completion({**DECISION, "decision": "yolo"}), "invalid decision"),
+    (completion({**DECISION, "extra": 1}), "invalid decision"),
+    (completion({**DECISION, "stopLoss": -5}), "stopLoss"),
+    (completion({**DECISION, "takeProfit": 1e300}), "takeProfit"),
+    (completion(DECISION, refusal="I can't help with trading."), "refused"),
+    (completion('{"decision": "open_lo', finish="length"), "finish_reason length"),
+    (completion(DECISION, finish="content_filter"), "finish_reason content_filter"),
+    (completion("\ufffd\x00\x7f  \n\n"), "not JSON"),
+    ({"choices": []}, "no choice"),
+    (b"<html>oops</html>", "not JSON"),
+])
+async def test_an_unusable_answer_is_a_failed_analysis_never_a_trade(stub, backend, reply, reason):
+    stub.replies.append((200, {}, reply))
+    result = await backend.analyze(request())
+    assert (result.decision, result.confidence) == (Decision.NO_TRADE, 0)
+    assert reason in result.extra_metadata["llmFailure"] and result.extra_metadata["onFailure"] == "no_trade"
+    assert result.stop_loss is None and result.take_profit is None
+
+
+async def test_429_honours_retry_after_and_5xx_is_retried(stub, backend):
+    stub.replies.extend([(429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}),
+                         (503, {}, {"error": {"message": "overloaded"}}),
+                         (200, {}, completion(DECISION))])
+    result = await backend.analyze(request())
+    assert result.decision == Decision.OPEN_LONG and len(stub.requests) == 3
+
+
+async def test_errors_beyond_the_attempts_fail_the_analysis(stub, backend):
+    stub.replies.extend([(500, {}, {"error": {"message": "boom"}})] * 3)
+    result = await backend.analyze(request())
+    assert result.decision == Decision.NO_TRADE and result.extra_metadata["llmFailure"] == "HTTP 500"
+    assert len(stub.requests) == 3
+
+
+async def test_a_server_without_json_schema_gets_json_object(stub, backend):
+    stub.replies.extend([(400, {}, {"error": {"message": "response_format json_schema is not supported"}}),
+                         (200, {}, completion(DECISION)), (200, {}, completion(DECISION))])
+    assert (await backend.analyze(request())).decision == Decision.OPEN_LONG
+    assert [r["response_format"]["type"] for r in stub.requests] == ["json_schema", "json_object"]
+    await backend.analyze(request())
+    assert stub.requests[-1]["response_format"] == {"type": "json_object"}  # remembered
+
+
+async def test_a_timeout_fails_the_analysis(stub):
+    llm = LLMBackend(stub.base_url, KEY, model_standard="m-std", timeout_s=0.2, attempts=1)
+    try:
+        stub.replies.append("hang")
+        result = await llm.analyze(request())
+    finally:
+        await llm.aclose()
+    assert result.decision == Decision.NO_TRADE and result.extra_metadata["llmFailure"] == "timed out"
+
+
+async def test_on_failure_rules_answers_the_rules_decision(stub):
+    llm = LLMBackend(stub.base_url, KEY, model_standard="m-std", on_failure="rules", attempts=1)
+    try:
+        stub.replies.append((200, {}, completion("garbage")))
+        result = await llm.analyze(request())
+    finally:
+        await llm.aclose()
+    assert result.extra_metadata["backend"] == "llm" and result.extra_metadata["rule"]
+    assert "not JSON" in result.extra_metadata["llmFailure"] and result.reasoning.startswith("LLM analysis failed")
+
+
+async def test_through_the_endpoint_garbage_is_a_stored_no_trade_never_a_5xx(stub, backend):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from test_analysis_app import TOKEN
+
+    client = TestClient(TestServer(create_analysis_app(backend, TOKEN)))
+    await client.start_server()
+    try:
+        stub.replies.append((200, {}, completion("\x00\x01 not a decision")))
+        status, answer = await post(client, body())
+    finally:
+        await client.close()
+    assert status == 200 and answer["analysis"]["decision"] == "no_trade"
+    assert "llmFailure" in answer["analysis"]["metadata"]
+    assert AUTH["Authorization"] not in str(stub.requests)  # the endpoint's token never reaches the LLM
