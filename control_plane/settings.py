@@ -23,6 +23,9 @@
 | LLM_MODEL_STANDARD / LLM_MODEL_FAST | unset / the standard one | model per trader tier |
 | LLM_ON_FAILURE | ``no_trade`` | a failed LLM analysis answers ``no_trade`` or the ``rules`` decision |
 | LLM_TIMEOUT_S | ``30`` | per request to the LLM |
+| LLM_PRICE_INPUT_PER_MTOK / LLM_PRICE_OUTPUT_PER_MTOK | unset | USD per million tokens, for each analysis' ``costUsd`` |
+| LLM_MAX_CONCURRENT_PER_TRADER | ``2`` | analyses of one trader at once |
+| LLM_MAX_PER_USER_PER_MINUTE | ``60`` | analyses of one subscriber per minute (503 beyond, retried) |
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class ControlPlaneSettings(BaseSettings):
     llm_model_fast: str | None = None
     llm_on_failure: Literal["no_trade", "rules"] = "no_trade"
     llm_timeout_s: float = Field(30.0, gt=0)
+    llm_price_input_per_mtok: float | None = Field(None, ge=0)
+    llm_price_output_per_mtok: float | None = Field(None, ge=0)
+    llm_max_concurrent_per_trader: int = Field(2, ge=1, le=100)
+    llm_max_per_user_per_minute: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _llm_complete(self) -> ControlPlaneSettings:
@@ -83,7 +90,12 @@ class ControlPlaneSettings(BaseSettings):
         assert self.llm_base_url and self.llm_model_standard
         return LLMBackend(self.llm_base_url, self.llm_api_key.get_secret_value() if self.llm_api_key else "",
                           model_standard=self.llm_model_standard, model_fast=self.llm_model_fast,
-                          on_failure=self.llm_on_failure, timeout_s=self.llm_timeout_s)
+                          on_failure=self.llm_on_failure, timeout_s=self.llm_timeout_s,
+                          price_per_mtok=(self.llm_price_input_per_mtok, self.llm_price_output_per_mtok)
+                          if self.llm_price_input_per_mtok is not None and self.llm_price_output_per_mtok is not None
+                          else None,
+                          max_concurrent_per_trader=self.llm_max_concurrent_per_trader,
+                          max_per_user_per_minute=self.llm_max_per_user_per_minute)
 
 
 def machine_token(secret: str, user_id: str) -> str:

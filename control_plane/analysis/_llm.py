@@ -24,11 +24,19 @@ and a failed analysis is never mistaken for the model's. 429 and 5xx are retried
 ``Retry-After`` (or an exponential back-off), at most ``attempts`` times in all.
 
 Every answer's ``metadata`` carries ``backend``, ``model``, ``modelTier``,
-``promptVersion``, ``usage`` (token counts as the server reports them) and ``latencyMs``.
+``promptVersion``, ``usage`` (token counts as the server reports them), ``latencyMs`` and
+``costUsd`` (``usage`` priced at ``price_per_mtok`` = (input, output) USD per million
+tokens; null when no price is configured).
+
+Limits (seed 000's "max concurrent analyses"): at most ``max_concurrent_per_trader``
+analyses of one trader at once (others wait their turn), and at most
+``max_per_user_per_minute`` analyses per subscriber (``userId``, else ``traderId``) per
+minute; beyond it the answer is 503 ``BackendUnavailable``, which the machine retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,10 +46,12 @@ from typing import Any, Literal
 import httpx
 import orjson
 import structlog
+from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
+from control_plane.analysis._errors import BackendUnavailable
 from control_plane.analysis._rules import RulesBackend
 from control_plane.analysis._schemas import (
     MAX_PRICE,
@@ -167,6 +177,8 @@ class LLMBackend:
         on_failure: ``no_trade`` or ``rules`` (what a failed analysis answers).
         timeout_s: per request; attempts: tries in all for 429/5xx/connection errors.
         max_candles: candles per interval put in the prompt (1..1000).
+        price_per_mtok: (input, output) USD per million tokens, for ``costUsd``.
+        max_concurrent_per_trader, max_per_user_per_minute: the limits (module doc).
         transport: an httpx transport (tests).
     """
 
@@ -183,6 +195,9 @@ class LLMBackend:
         timeout_s: float = 30.0,
         attempts: int = 3,
         max_candles: int = 100,
+        price_per_mtok: tuple[float, float] | None = None,
+        max_concurrent_per_trader: int = 2,
+        max_per_user_per_minute: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if on_failure not in ("no_trade", "rules"):
@@ -195,6 +210,11 @@ class LLMBackend:
         self._attempts = attempts
         self._max_candles = max_candles
         self._rules = RulesBackend()
+        self._price = price_per_mtok
+        self._per_trader = max_concurrent_per_trader
+        self._per_user_per_minute = max_per_user_per_minute
+        self._trader_slots: dict[str, asyncio.Semaphore] = {}
+        self._user_limits: dict[str, AsyncLimiter] = {}
         self.json_schema_supported = True
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
@@ -302,7 +322,19 @@ class LLMBackend:
             raise LLMFailure(format_validation_error(exc).replace("invalid request", "invalid decision")) from None
 
     async def analyze(self, request: AnalyzeSignalRequest) -> AnalysisResult:
-        """Ask the model; a failed analysis answers per ``on_failure`` (module doc)."""
+        """Ask the model; a failed analysis answers per ``on_failure`` (module doc).
+
+        Raises BackendUnavailable (503) beyond the subscriber's analyses per minute."""
+        user = request.user_id or request.trader_id
+        limiter = self._user_limits.setdefault(user, AsyncLimiter(self._per_user_per_minute, 60))
+        if not limiter.has_capacity():
+            raise BackendUnavailable(f"more than {self._per_user_per_minute:g} LLM analyses a minute for this subscriber")
+        await limiter.acquire()
+        slot = self._trader_slots.setdefault(request.trader_id, asyncio.Semaphore(self._per_trader))
+        async with slot:
+            return await self._analyze(request)
+
+    async def _analyze(self, request: AnalyzeSignalRequest) -> AnalysisResult:
         tier = request.model_tier or "standard"
         model = self._models[tier]
         messages = self.messages(request)
@@ -338,7 +370,15 @@ class LLMBackend:
 
     def _metadata(self, call: _Call) -> dict[str, Any]:
         return {"backend": self.name, "model": call.model, "modelTier": call.tier, "promptVersion": PROMPT_VERSION,
-                "usage": call.usage, "latencyMs": call.latency_ms}
+                "usage": call.usage, "latencyMs": call.latency_ms, "costUsd": self._cost(call.usage)}
+
+    def _cost(self, usage: Mapping[str, Any]) -> float | None:
+        if self._price is None:
+            return None
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        return round((prompt * self._price[0] + completion * self._price[1]) / 1_000_000, 6)
 
     async def _failed(self, request: AnalyzeSignalRequest, call: _Call, reason: str) -> AnalysisResult:
         metadata = {**self._metadata(call), "llmFailure": reason, "onFailure": self._on_failure}

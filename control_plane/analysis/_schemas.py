@@ -3,7 +3,7 @@
 Request (camelCase JSON)::
 
     {
-      "traderId": "uuid", "signalId": "uuid",
+      "traderId": "uuid", "signalId": "uuid", "userId": "uuid",   # userId optional
       "marketData": {
         "symbol": "BTCUSDT",
         "timestamp": 1704067200000,              # ms since the Unix epoch, UTC
@@ -287,6 +287,7 @@ class AnalyzeSignalRequest(_Wire):
 
     trader_id: str = Field(min_length=1, max_length=128)
     signal_id: str = Field(min_length=1, max_length=128)
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
     market_data: MarketData
     ai_instructions: str | None = Field(default=None, max_length=50_000)
     position: OpenPosition | None = None

@@ -166,6 +166,7 @@ class AnalysisRequest:
             index access in Binance column order).
         indicators: ``{"rsi_14_1m": 28.5, "macd_1m": {"macd", "signal", "histogram"}, ...}``.
         ai_instructions, position, mode: optional (re-analysis sends ``position``).
+        user_id: the subscriber (optional; the LLM backend's per-subscriber rate limit).
 
     Raises:
         ValueError: a malformed kline, ticker value, id or timestamp.
@@ -181,6 +182,7 @@ class AnalysisRequest:
     ai_instructions: str | None = None
     position: OpenPosition | None = None
     mode: Literal["paper", "live"] | None = None
+    user_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("trader_id", "signal_id", "symbol"):
@@ -221,6 +223,8 @@ class AnalysisRequest:
             wire["position"] = self.position.to_wire()
         if self.mode is not None:
             wire["mode"] = self.mode
+        if self.user_id is not None:
+            wire["userId"] = str(self.user_id)
         return wire
 
     def to_json(self) -> bytes:

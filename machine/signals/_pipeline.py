@@ -195,6 +195,7 @@ class SignalPipeline:
             if position is not None and position.entry_price is not None
             else None,
             mode=trader.mode,  # type: ignore[arg-type]
+            user_id=str(self._user_id),
         )
         try:
             decision = await self._analysis.analyze(request)
@@ -206,7 +207,10 @@ class SignalPipeline:
                 return "closed"
             return "position_open"
         self.analyses += 1
-        market_data = {"symbol": symbol, "timestamp": market_time_ms, "ticker": request.ticker, "indicators": values}
+        # The full input the analysis was given (klines as sent included): a stored analysis can be re-run.
+        wire = request.to_wire()
+        market_data = {**wire["marketData"], "indicators": values,
+                       "request": {k: v for k, v in wire.items() if k not in ("marketData", "traderId", "signalId")}}
         analysis_id = await self._analyses.record(
             signal_id=signal_id,
             trader_id=trader.id,

@@ -193,3 +193,77 @@ async def test_through_the_endpoint_garbage_is_a_stored_no_trade_never_a_5xx(stu
     assert status == 200 and answer["analysis"]["decision"] == "no_trade"
     assert "llmFailure" in answer["analysis"]["metadata"]
     assert AUTH["Authorization"] not in str(stub.requests)  # the endpoint's token never reaches the LLM
+
+
+async def test_cost_is_estimated_from_the_usage(stub):
+    llm = LLMBackend(stub.base_url, KEY, model_standard="m-std", price_per_mtok=(2.5, 10.0))
+    try:
+        stub.replies.append((200, {}, completion(DECISION)))
+        result = await llm.analyze(request())
+    finally:
+        await llm.aclose()
+    assert result.extra_metadata["costUsd"] == pytest.approx((812 * 2.5 + 41 * 10.0) / 1e6)
+
+
+class GatedStub(OpenAIStub):
+    """Holds every request until ``gate`` opens; ``peak`` is the most requests in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+        self.peak = 0
+
+    async def handle(self, request):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.gate.wait()
+            self.replies.append((200, {}, completion(DECISION)))
+            return await super().handle(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def _gated(limit_per_trader: int):
+    server = GatedStub()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    llm = LLMBackend(f"http://127.0.0.1:{runner.addresses[0][1]}/v1", KEY, model_standard="m",
+                     max_concurrent_per_trader=limit_per_trader)
+    return server, runner, llm
+
+
+@pytest.mark.parametrize(("traders", "peak"), [(["t1", "t1", "t1"], 1), (["t1", "t2", "t3"], 3)])
+async def test_analyses_of_one_trader_run_one_at_a_time(traders, peak):
+    server, runner, llm = await _gated(1)
+    try:
+        tasks = [asyncio.create_task(llm.analyze(request(traderId=t))) for t in traders]
+        from fly_testkit import eventually
+
+        await eventually(lambda: server.in_flight == peak)  # as many as the limit lets through
+        server.gate.set()
+        results = await asyncio.gather(*tasks)
+    finally:
+        await llm.aclose()
+        await runner.cleanup()
+    assert server.peak == peak and [r.decision for r in results] == [Decision.OPEN_LONG] * 3
+
+
+async def test_a_subscriber_beyond_its_analyses_per_minute_gets_503(stub):
+    from control_plane.analysis import BackendUnavailable
+
+    llm = LLMBackend(stub.base_url, KEY, model_standard="m-std", max_per_user_per_minute=2)
+    try:
+        stub.replies.extend([(200, {}, completion(DECISION))] * 3)
+        for _ in range(2):
+            await llm.analyze(request(userId="u-1"))
+        with pytest.raises(BackendUnavailable, match="a minute"):
+            await llm.analyze(request(userId="u-1"))
+        assert (await llm.analyze(request(userId="u-2"))).decision == Decision.OPEN_LONG  # another subscriber
+    finally:
+        await llm.aclose()
+    assert len(stub.requests) == 3

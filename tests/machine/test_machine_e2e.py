@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from decimal import Decimal
 
 import pytest
@@ -244,6 +246,13 @@ async def test_reanalysis_on_the_close_of_an_interval_the_filter_does_not_read(m
         "SELECT (market_data->>'timestamp')::bigint AS t FROM analysis_history WHERE trader_id = $1 "
         "AND position_id IS NOT NULL ORDER BY timestamp", trader)]
     assert all(t % 300_000 == 0 for t in times), times
+    # Each analysis stores the full input it was given: candles as sent, and the rest of the request.
+    stored = await pool.fetchrow(
+        "SELECT market_data FROM analysis_history WHERE trader_id = $1 AND position_id IS NOT NULL LIMIT 1", trader)
+    market_data = stored["market_data"] if isinstance(stored["market_data"], dict) else json.loads(stored["market_data"])
+    assert market_data["klines"] and all(len(row) >= 6 for rows in market_data["klines"].values() for row in rows)
+    assert market_data["request"]["position"]["side"] in ("long", "short")
+    assert market_data["request"]["userId"] and market_data["request"]["mode"] == "paper"
     metrics = (await machine.get("/metrics")).json()
     assert metrics["counters"]["reanalyses_total"] >= 6
     await machine.post("/shutdown", token=machine.token)
