@@ -33,6 +33,8 @@ users_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 traders_app = typer.Typer(help="Traders.", no_args_is_help=True)
 machines_app = typer.Typer(help="Machines.", no_args_is_help=True)
 trades_app = typer.Typer(help="Fills of paper (and live) trading.", no_args_is_help=True)
+analyses_app = typer.Typer(help="Stored analyses: what they decided and cost; replay.", no_args_is_help=True)
+app.add_typer(analyses_app, name="analyses")
 app.add_typer(db_app, name="db")
 app.add_typer(trades_app, name="trades")
 app.add_typer(users_app, name="users")
@@ -254,6 +256,79 @@ def trades_export(
 
     write_fills_csv(sys.stdout, asyncio.run(_with_pool(run)))
     sys.stdout.flush()
+
+
+@analyses_app.command("show")
+def analyses_show(
+    user_id: Optional[UUID] = typer.Option(None, "--user", help="only this subscriber's"),  # noqa: UP007
+    limit: int = typer.Option(20, min=1, max=1000),
+    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """The newest analyses with their decision, model, tokens and cost."""
+    from control_plane.reports import recent_analyses
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        return await recent_analyses(pool, user_id=user_id, limit=limit)
+
+    rows = asyncio.run(_with_pool(run))
+    if json_:
+        _json_out(rows)
+        return
+    table = Table(title="analyses")
+    for col in ("id", "time", "trader", "symbol", "decision", "executed", "backend / model", "tokens", "cost USD",
+                "failure"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["timestamp"].strftime("%m-%d %H:%M:%S"), r["trader"], r["symbol"], r["decision"],
+                      "yes" if r["executable"] else "no", r["model"] or r["backend"] or "-",
+                      str(r["tokens"] or "-"), f"{r['cost_usd']:f}" if r["cost_usd"] is not None else "-",
+                      (r["llm_failure"] or "")[:40])
+    Console().print(table)
+
+
+@analyses_app.command("replay")
+def analyses_replay(
+    analysis_id: UUID,
+    backend: Optional[str] = typer.Option(None, "--backend", help="rules | llm (default: ANALYSIS_BACKEND)"),  # noqa: UP007
+    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Re-run a stored analysis offline from its stored input; the old and new decision side by side."""
+    from control_plane.analysis import AnalysisServiceError
+    from control_plane.analysis._replay import replay_analysis
+
+    if backend not in (None, "rules", "llm"):
+        _fail(f"--backend must be rules or llm, not {backend!r}", 2)
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
+        chosen = settings if backend is None else settings.model_copy(update={"analysis_backend": backend})
+        instance = chosen.analysis_backend_instance()
+        try:
+            return await replay_analysis(pool, analysis_id, instance)
+        finally:
+            if hasattr(instance, "aclose"):
+                await instance.aclose()
+
+    try:
+        replay = asyncio.run(_with_pool(run))
+    except (LookupError, AnalysisServiceError) as exc:
+        _fail(str(exc))
+        return
+    new = replay.result.to_wire()
+    old = replay.stored
+    if json_:
+        _json_out({"id": str(analysis_id), "stored": old, "replayed": new})
+        return
+    table = Table(title=f"analysis {analysis_id}")
+    for col in ("", "stored", "replayed"):
+        table.add_column(col)
+    table.add_row("decision", old["decision"], new["decision"])
+    table.add_row("confidence", str(old["confidence"]), str(new["confidence"]))
+    table.add_row("backend / model", str(old["metadata"].get("model") or old["metadata"].get("backend") or "-"),
+                  str(new["metadata"].get("model") or new["metadata"].get("backend")))
+    for key in ("stopLoss", "takeProfit"):
+        table.add_row(key, str(old["metadata"].get(key, "-")), str(new["metadata"].get(key, "-")))
+    table.add_row("reasoning", old["reasoning"], new["reasoning"])
+    Console().print(table)
 
 
 def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:

@@ -1,4 +1,4 @@
-"""What a user sees of a paper account: every fill as CSV, and each trader's books.
+"""What a user sees of a paper account (every fill as CSV, each trader's books) and of its analyses.
 
 Read from the database only (the machine is the writer). Amounts are decimal
 strings exactly as stored: prices and quote amounts in the quote asset,
@@ -19,7 +19,7 @@ import asyncpg
 from machine.accounts import equity
 from machine.money import notional
 
-__all__ = ["FILL_COLUMNS", "FILL_RULE", "fills", "trader_books", "write_fills_csv"]
+__all__ = ["FILL_COLUMNS", "FILL_RULE", "fills", "recent_analyses", "trader_books", "write_fills_csv"]
 
 FILL_COLUMNS = ("time_ms", "trader_id", "symbol", "side", "purpose", "quantity", "price", "quote_quantity", "fee",
                 "fee_asset", "position_id", "client_order_id")  # fmt: skip
@@ -133,3 +133,19 @@ async def trader_books(pool: asyncpg.Pool, user_id: UUID) -> list[dict[str, Any]
 def _s(value: Decimal) -> str:
     """A decimal as a plain string without exponent (``0E-8`` -> ``0.00000000``)."""
     return f"{value:f}"
+
+
+async def recent_analyses(pool: asyncpg.Pool, *, user_id: UUID | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest ``limit`` analyses (of one user, or all), newest first, with what they cost:
+    ``model``, ``tokens`` (total as the LLM reported), ``cost_usd`` (null for the rules backend or
+    an unpriced model) and ``llm_failure`` from the stored metadata."""
+    rows = await pool.fetch(
+        "SELECT a.id, a.timestamp, a.user_id, t.name AS trader, s.symbol, a.decision, a.executable, a.confidence, "
+        "a.metadata->>'backend' AS backend, a.metadata->>'model' AS model, "
+        "(a.metadata->'usage'->>'total_tokens')::bigint AS tokens, (a.metadata->>'costUsd')::numeric AS cost_usd, "
+        "a.metadata->>'llmFailure' AS llm_failure "
+        "FROM analysis_history a JOIN traders t ON t.id = a.trader_id JOIN signals s ON s.id = a.signal_id "
+        "WHERE $1::uuid IS NULL OR a.user_id = $1 ORDER BY a.timestamp DESC LIMIT $2",
+        user_id, limit,
+    )
+    return [dict(r) for r in rows]
