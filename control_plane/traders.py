@@ -5,7 +5,8 @@ A trader spec is JSON (see ``examples/traders/*.json``)::
     {"name": str, "description": str, "filter": "file.py" | "filter_code": str,
      "ai_instructions": str, "timeframes": ["1m", "1h"], "check_interval": "1m_close",
      "reanalysis_interval": "5m", "symbols": null | ["BTCUSDT", ...], "mode": "paper",
-     "risk": {"stop_loss_pct": 2, "take_profit_pct": 4, "position_size_pct": 10, "max_positions": 3}}
+     "risk": {"stop_loss_pct": 2, "take_profit_pct": 4, "position_size_pct": 10, "max_positions": 3},
+     "model_tier": "standard" | "fast", "analysis_candles": 1..1000}
 
 The filter is validated with the production sandbox policy in a worker
 (``sandbox.validate_filter``) before it is saved; rejected code is refused.
@@ -55,6 +56,8 @@ class TraderSpec(BaseModel):
     symbols: list[str] | None = None
     mode: Literal["paper", "live"] = "paper"
     risk: RiskSpec = RiskSpec()
+    model_tier: Literal["standard", "fast"] = "standard"
+    analysis_candles: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("timeframes")
     @classmethod
@@ -111,9 +114,11 @@ async def insert_trader(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, 
     """Insert an ``active`` trader for ``user_id`` and return its id."""
     return await conn.fetchval(
         "INSERT INTO traders (user_id, name, description, filter_code, ai_instructions, timeframes, check_interval, "
-        "reanalysis_interval, symbols, mode, stop_loss_pct, take_profit_pct, position_size_pct, max_positions) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        "reanalysis_interval, symbols, mode, stop_loss_pct, take_profit_pct, position_size_pct, max_positions, "
+        "model_tier, analysis_candles) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         user_id, spec.name, spec.description, spec.filter_code, spec.ai_instructions, spec.timeframes,
         spec.check_interval, spec.reanalysis_interval, spec.symbols, spec.mode, spec.risk.stop_loss_pct,
-        spec.risk.take_profit_pct, spec.risk.position_size_pct, spec.risk.max_positions,
+        spec.risk.take_profit_pct, spec.risk.position_size_pct, spec.risk.max_positions, spec.model_tier,
+        spec.analysis_candles,
     )

@@ -32,7 +32,7 @@ Bounds (a 400 naming the field beyond them): prices are positive, at most
 stop at 8); volumes at most :data:`MAX_VOLUME`; times and counts are JSON integers, never
 booleans or strings. Indicator values are null, numbers or numeric strings within
 ``±MAX_PRICE`` (or objects of them for MACD and Bollinger bands): an RSI within 0..100,
-an ATR, Bollinger band, SMA or EMA not negative.
+an ATR, Bollinger band, SMA or EMA not negative, a volume average within 0..MAX_VOLUME.
 
 The response is built from :class:`AnalysisResult`; see ``control_plane.analysis._app``.
 """
@@ -237,6 +237,7 @@ _INDICATOR_RANGES: dict[str, tuple[Decimal, Decimal]] = {
     "bollinger": (Decimal(0), MAX_PRICE),
     "sma": (Decimal(0), MAX_PRICE),
     "ema": (Decimal(0), MAX_PRICE),
+    "volume": (Decimal(0), MAX_VOLUME),
 }
 _ANY_RANGE = (-MAX_PRICE, MAX_PRICE)
 

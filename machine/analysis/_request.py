@@ -167,6 +167,7 @@ class AnalysisRequest:
         indicators: ``{"rsi_14_1m": 28.5, "macd_1m": {"macd", "signal", "histogram"}, ...}``.
         ai_instructions, position, mode: optional (re-analysis sends ``position``).
         user_id: the subscriber (optional; the LLM backend's per-subscriber rate limit).
+        model_tier: ``standard`` or ``fast`` (optional; the LLM backend's model).
 
     Raises:
         ValueError: a malformed kline, ticker value, id or timestamp.
@@ -183,6 +184,7 @@ class AnalysisRequest:
     position: OpenPosition | None = None
     mode: Literal["paper", "live"] | None = None
     user_id: str | None = None
+    model_tier: Literal["standard", "fast"] | None = None
 
     def __post_init__(self) -> None:
         for name in ("trader_id", "signal_id", "symbol"):
@@ -225,6 +227,8 @@ class AnalysisRequest:
             wire["mode"] = self.mode
         if self.user_id is not None:
             wire["userId"] = str(self.user_id)
+        if self.model_tier is not None:
+            wire["modelTier"] = self.model_tier
         return wire
 
     def to_json(self) -> bytes:

@@ -59,15 +59,18 @@ def _indicator_values(interval: str, cols: _Columns) -> dict[str, Any]:
     return out
 
 
-def build_market_payload(windows: dict[str, np.ndarray], intervals: Sequence[str]) -> tuple[dict[str, list], dict[str, Any]]:
+def build_market_payload(
+    windows: dict[str, np.ndarray], intervals: Sequence[str], candles: int = PAYLOAD_CANDLES
+) -> tuple[dict[str, list], dict[str, Any]]:
     """``(klines, indicators)`` for the analysis request.
 
     Args:
         windows: interval -> the store's ``(11, n)`` window, oldest first.
         intervals: the trader's intervals, in its order.
+        candles: candles per interval sent (the trader's ``analysis_candles``; at most what the store holds).
 
     Returns:
-        ``klines``: interval -> rows (11 values each, newest ``PAYLOAD_CANDLES``);
+        ``klines``: interval -> rows (11 values each, the newest ``candles``);
         ``indicators``: flat mapping as described in the module docstring.
     """
     klines: dict[str, list] = {}
@@ -76,6 +79,6 @@ def build_market_payload(windows: dict[str, np.ndarray], intervals: Sequence[str
         window = windows.get(interval)
         if window is None or window.shape[1] == 0:
             continue
-        klines[interval] = window[:, -PAYLOAD_CANDLES:].T.tolist()
+        klines[interval] = window[:, -candles:].T.tolist()
         values.update(_indicator_values(interval, _Columns(window)))
     return klines, values

@@ -180,7 +180,7 @@ class SignalPipeline:
         """Returns the signal's resulting state: ``position_open``, ``watching`` or ``closed``."""
         log_ = log.bind(user_id=str(self._user_id), trader_id=str(trader.id), symbol=symbol, signal_id=str(signal_id))
         windows = {tf: self._windows(symbol, tf) for tf in trader.timeframes}
-        klines, values = build_market_payload(windows, trader.timeframes)
+        klines, values = build_market_payload(windows, trader.timeframes, trader.analysis_candles)
         ticker = self._ticker(symbol) or {"symbol": symbol}
         request = AnalysisRequest(
             trader_id=str(trader.id),
@@ -196,6 +196,7 @@ class SignalPipeline:
             else None,
             mode=trader.mode,  # type: ignore[arg-type]
             user_id=str(self._user_id),
+            model_tier=trader.model_tier,  # type: ignore[arg-type]
         )
         try:
             decision = await self._analysis.analyze(request)

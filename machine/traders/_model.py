@@ -34,7 +34,9 @@ class Risk:
 
 @dataclass(frozen=True, slots=True)
 class TraderConfig:
-    """One trader. ``symbols`` None means every TRADING symbol of the quote asset."""
+    """One trader. ``symbols`` None means every TRADING symbol of the quote asset;
+    ``model_tier`` (``standard``/``fast``) picks the LLM, ``analysis_candles`` how many
+    candles of each interval an analysis sees (seed 000's analysis limit, 1..1000)."""
 
     id: UUID
     user_id: UUID
@@ -49,6 +51,8 @@ class TraderConfig:
     risk: Risk
     status: str
     version: int
+    model_tier: str = "standard"
+    analysis_candles: int = 100
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "TraderConfig":
@@ -71,9 +75,12 @@ class TraderConfig:
             ),
             status=row["status"],
             version=row["version"],
+            model_tier=row.get("model_tier") or "standard",
+            analysis_candles=row.get("analysis_candles") or 100,
         )
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything the machine runs changes (reload detection)."""
-        return (self.version, self.filter_code, self.timeframes, self.check_interval, self.symbols, self.mode, self.risk)
+        return (self.version, self.filter_code, self.timeframes, self.check_interval, self.symbols, self.mode, self.risk,
+                self.model_tier, self.analysis_candles)

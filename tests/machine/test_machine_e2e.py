@@ -253,6 +253,8 @@ async def test_reanalysis_on_the_close_of_an_interval_the_filter_does_not_read(m
     assert market_data["klines"] and all(len(row) >= 6 for rows in market_data["klines"].values() for row in rows)
     assert market_data["request"]["position"]["side"] in ("long", "short")
     assert market_data["request"]["userId"] and market_data["request"]["mode"] == "paper"
+    assert market_data["request"]["modelTier"] == "standard"
+    assert all(len(rows) <= 100 for rows in market_data["klines"].values())  # the trader's analysis_candles
     metrics = (await machine.get("/metrics")).json()
     assert metrics["counters"]["reanalyses_total"] >= 6
     await machine.post("/shutdown", token=machine.token)
