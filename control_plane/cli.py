@@ -573,12 +573,21 @@ def demo(
     replay: Optional[Path] = typer.Option(None, help="replay this kline folder instead of Binance"),
     speed: float = typer.Option(60.0, help="replay speed (60 = one 1m candle per second)"),
     duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: until Ctrl-C)"),
+    analysis: str = typer.Option("rules", help="rules (offline) | llm (needs LLM_BASE_URL and LLM_MODEL_STANDARD)"),
 ) -> None:
     """Run one subscriber's machine end to end on the embedded defaults."""
+    from pydantic import ValidationError
+
     from control_plane.demo import open_demo_log, print_summary, run_demo
     from control_plane.logs import configure_logging
 
-    settings = _settings()
+    if analysis not in ("rules", "llm"):
+        _fail(f"--analysis must be rules or llm, not {analysis!r}", 2)
+    try:
+        settings = ControlPlaneSettings(analysis_backend=analysis)
+    except ValidationError as exc:
+        _fail(f"--analysis {analysis}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", 2)
+        return
     log_path, log_file = open_demo_log(settings.data_dir)
     console.print(f"Logs (exchange simulator, services, warnings): {log_path}", soft_wrap=True, highlight=False)
     configure_logging("info", log_file)

@@ -267,3 +267,33 @@ async def test_a_subscriber_beyond_its_analyses_per_minute_gets_503(stub):
     finally:
         await llm.aclose()
     assert len(stub.requests) == 3
+
+
+def test_the_demo_refuses_llm_analysis_without_an_endpoint(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from control_plane.cli import app
+
+    for name in ("LLM_BASE_URL", "LLM_MODEL_STANDARD", "ANALYSIS_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["demo", "--analysis", "llm", "--duration", "1"])
+    assert result.exit_code == 2 and "needs LLM_BASE_URL and LLM_MODEL_STANDARD" in " ".join(result.output.split())
+
+
+async def test_the_local_stack_serves_the_configured_llm_backend(stub, db_url, tmp_path):
+    """What ``serve`` and ``demo --analysis llm`` run: the stack's analysis endpoint asks the LLM."""
+    import httpx
+
+    from control_plane.local import LocalStack
+    from control_plane.settings import ControlPlaneSettings
+
+    settings = ControlPlaneSettings(database_url=db_url, data_dir=tmp_path / "data", analysis_backend="llm",
+                                    llm_base_url=stub.base_url, llm_api_key=KEY, llm_model_standard="m-std")
+    stub.replies.append((200, {}, completion(DECISION)))
+    async with LocalStack(settings, analysis_port=0) as stack:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(stack.info.analysis_url, json=body(),
+                                       headers={"Authorization": f"Bearer {stack.info.analysis_token}"})
+    assert response.status_code == 200
+    assert response.json()["analysis"]["metadata"]["model"] == "m-std" and len(stub.requests) == 1
