@@ -198,16 +198,13 @@ class Provisioner:
         return self._fly.for_app(app_name_for(self._fly.app_name, user_id))
 
     async def _ensure_app(self, app: FlyClient) -> None:
-        """Create the app on a network of its own unless it exists (Fly spec ``Apps_create``)."""
-        try:
-            await app.get_app()
-            return
-        except FlyNotFound:
-            pass
+        """Create the app on a network of its own unless it exists (Fly spec ``Apps_create``; a
+        taken name is ours when we can read it, ``Apps_show``). Raises FlyError otherwise."""
         try:
             await app.create_app(self.org_slug, network=app.app_name)
         except FlyNameTaken:
-            await app.get_app()  # created meanwhile (another replica): ours if we can read it
+            await app.get_app()  # it exists (an earlier create, another replica): ours if we can read it
+            return
         log.info("app_created", app=app.app_name)
 
     async def _close_row(self, row_id: Any, reason: str) -> None:
