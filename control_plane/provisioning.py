@@ -208,6 +208,7 @@ class Provisioner:
         log.info("app_created", app=app.app_name)
 
     async def _close_row(self, row_id: Any, reason: str) -> None:
+        """Mark a ``fly_machines`` row destroyed with ``reason``."""
         await self._pool.execute(
             "UPDATE fly_machines SET status = 'destroyed', destroy_reason = $2, destroyed_at = NOW(), updated_at = NOW() "
             "WHERE id = $1", row_id, reason,
@@ -298,10 +299,7 @@ class Provisioner:
                 pass
         await self.delete_app_if_empty(user_id)
         if row is not None:
-            await self._pool.execute(
-                "UPDATE fly_machines SET status = 'destroyed', destroyed_at = NOW(), destroy_reason = $2, "
-                "updated_at = NOW() WHERE id = $1", row["id"], reason,
-            )
+            await self._close_row(row["id"], reason)
         log.info("machine_destroyed", user_id=str(user_id), machine_id=machine_id, reason=reason)
         return final_state
 

@@ -8,7 +8,7 @@
 """
 
 from ._plan import PAID_TIERS, Action, Desired, FlyMachine, MachineRow, Subscriber, desired, plan_user, silence
-from ._reconciler import DEFAULT_GRACE, DEFAULT_HEARTBEAT_TIMEOUT, FLEET_LOCK_CLASS, PassReport, Reconciler, summarize
+from ._reconciler import DEFAULT_GRACE, DEFAULT_HEARTBEAT_TIMEOUT, FLEET_LOCK_CLASS, PassReport, Reconciler
 from ._service import FLEET_CHANNEL, FleetService
 
 __all__ = [
@@ -28,5 +28,4 @@ __all__ = [
     "desired",
     "plan_user",
     "silence",
-    "summarize",
 ]

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -378,11 +378,3 @@ async def _destroy_now(fly: FlyClient, machine_id: str) -> None:
         await fly.destroy(machine_id, force=True)
     except FlyNotFound:
         pass
-
-
-def summarize(actions: Sequence[Action]) -> dict[str, int]:
-    """Count of actions per kind."""
-    counts: dict[str, int] = {}
-    for action in actions:
-        counts[action.kind] = counts.get(action.kind, 0) + 1
-    return counts

@@ -1,19 +1,10 @@
-"""``control-plane``: the admin CLI (typer + rich).
-
-Commands: ``db migrate``, ``users add|set-tier|cancel|list``, ``traders add|list``,
-``trades export``, ``machines list|status``, ``reconcile [--once] [--dry-run]``, ``serve``,
-``provision``, ``destroy``, ``demo``. Lists are tables (``--json`` for scripts); a failure
-is one line on stderr and a non-zero exit code. Settings come from the environment
-(:mod:`control_plane.settings`).
-"""
+"""``control-plane users|machines|reconcile|serve|provision|destroy``: subscribers and their fleet."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -23,78 +14,12 @@ from rich.table import Table
 
 from control_plane.settings import ControlPlaneSettings, machine_token
 
-__all__ = ["app"]
+from ._common import _database_url, _fail, _json_out, _print_table, _settings, _with_pool, app, console
 
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-
-app = typer.Typer(help="Control plane of the trader runtime.", no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
-traders_app = typer.Typer(help="Traders.", no_args_is_help=True)
 machines_app = typer.Typer(help="Machines.", no_args_is_help=True)
-trades_app = typer.Typer(help="Fills of paper (and live) trading.", no_args_is_help=True)
-analyses_app = typer.Typer(help="Stored analyses: what they decided and cost; replay.", no_args_is_help=True)
-app.add_typer(analyses_app, name="analyses")
-app.add_typer(db_app, name="db")
-app.add_typer(trades_app, name="trades")
 app.add_typer(users_app, name="users")
-app.add_typer(traders_app, name="traders")
 app.add_typer(machines_app, name="machines")
-
-console = Console(stderr=True)
-
-
-def _settings() -> ControlPlaneSettings:
-    return ControlPlaneSettings()
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-async def _database_url(settings: ControlPlaneSettings) -> tuple[str, Any]:
-    from control_plane.db import EmbeddedPostgres
-    from control_plane.local import read_stack_info
-
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value(), None
-    info = read_stack_info(settings.data_dir)
-    if info is not None:
-        return info.database_url, None
-    server = EmbeddedPostgres(settings.data_dir / "pg")
-    return server.start(), server
-
-
-async def _with_pool(fn: Any) -> Any:
-    settings = _settings()
-    url, server = await _database_url(settings)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-    try:
-        return await fn(settings, pool)
-    finally:
-        await pool.close()
-        if server is not None:
-            server.stop()
-
-
-@db_app.command("migrate")
-def db_migrate() -> None:
-    """Apply pending SQL migrations."""
-    from control_plane.db import migrate
-
-    async def run() -> list[int]:
-        settings = _settings()
-        url, server = await _database_url(settings)
-        try:
-            return await migrate(url)
-        finally:
-            if server is not None:
-                server.stop()
-
-    applied = asyncio.run(run())
-    console.print(f"applied migrations: {applied or 'none (up to date)'}")
-
 
 TIERS = ("free", "pro", "elite", "power")
 
@@ -103,12 +28,6 @@ def _tier(value: str) -> str:
     if value not in TIERS:
         raise typer.BadParameter(f"expected one of {', '.join(TIERS)}")
     return value
-
-
-def _json_out(value: Any) -> None:
-    import orjson
-
-    typer.echo(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
 
 
 @users_app.command("add")
@@ -175,160 +94,9 @@ def users_list(json_: bool = typer.Option(False, "--json", help="print JSON inst
     if json_:
         _json_out(rows)
         return
-    table = Table(title="subscribers")
-    for col in ("id", "email", "tier", "subscription", "machine", "machine status"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(str(r["id"]), r["email"], r["tier"], r["subscription_status"] or "-", r["machine_id"] or "-",
-                      r["machine_status"] or "-")
-    Console().print(table)
-
-
-@traders_app.command("add")
-def traders_add(user_id: UUID, spec: Path = typer.Argument(..., help="trader JSON, see examples/traders")) -> None:
-    """Validate a trader's filter in the sandbox and save it (active); prints its id."""
-    from control_plane.traders import TraderRejected, insert_trader, load_spec, validate_code
-
-    try:
-        trader = load_spec(spec)
-        check = validate_code(trader.filter_code)
-    except TraderRejected as exc:
-        _fail(f"trader refused: {exc}")
-        return
-    console.print(f"sandbox check: {check['outcome']} on {check['symbols']} symbols ({check['matches']} matches)")
-
-    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> UUID:
-        return await insert_trader(pool, user_id, trader)
-
-    print(asyncio.run(_with_pool(run)))
-
-
-@traders_app.command("list")
-def traders_list(user_id: UUID, json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
-    """Each trader's paper account: balances per asset, equity, positions, PnL and fill assumptions."""
-    import orjson
-
-    from control_plane.reports import FILL_RULE, trader_books
-
-    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
-        return await trader_books(pool, user_id)
-
-    books = asyncio.run(_with_pool(run))
-    if json_:
-        typer.echo(orjson.dumps(books).decode())
-        return
-    table = Table(title=f"traders of {user_id}", caption=f"fills: {FILL_RULE}")
-    for col in ("trader", "mode", "status", "balances (free / locked)", "equity", "open", "closed", "realized PnL",
-                "taker / maker", "slippage bps"):
-        table.add_column(col)
-    for b in books:
-        balances = "\n".join(f"{a} {v['free']} / {v['locked']}" for a, v in b["balances"].items()) or "-"
-        fa = b["fill_assumptions"]
-        table.add_row(b["name"], b["mode"], b["status"], balances, b["equity"] or "-", str(b["open_positions"]),
-                      str(b["closed_positions"]), b["realized_pnl"], f"{fa['taker_rate']} / {fa['maker_rate']}",
-                      str(fa["slippage_bps"]))
-    Console().print(table)
-
-
-@trades_app.command("export")
-def trades_export(
-    user_id: UUID,
-    trader: Optional[UUID] = typer.Option(None, "--trader", help="only this trader's fills"),  # noqa: UP007
-    since: Optional[str] = typer.Option(None, "--since", help="ISO 8601; fills executed at or after it"),  # noqa: UP007
-) -> None:
-    """Every fill as CSV on stdout (header row), oldest first, to reconcile a paper account in a spreadsheet."""
-    import sys
-    from datetime import datetime, timezone
-
-    from control_plane.reports import fills, write_fills_csv
-
-    start = None
-    if since is not None:
-        try:
-            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            _fail(f"--since {since!r} is not an ISO 8601 time", 2)
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
-
-    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
-        return await fills(pool, user_id, trader_id=trader, since=start)
-
-    write_fills_csv(sys.stdout, asyncio.run(_with_pool(run)))
-    sys.stdout.flush()
-
-
-@analyses_app.command("show")
-def analyses_show(
-    user_id: Optional[UUID] = typer.Option(None, "--user", help="only this subscriber's"),  # noqa: UP007
-    limit: int = typer.Option(20, min=1, max=1000),
-    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-) -> None:
-    """The newest analyses with their decision, model, tokens and cost."""
-    from control_plane.reports import recent_analyses
-
-    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> list[dict[str, Any]]:
-        return await recent_analyses(pool, user_id=user_id, limit=limit)
-
-    rows = asyncio.run(_with_pool(run))
-    if json_:
-        _json_out(rows)
-        return
-    table = Table(title="analyses")
-    for col in ("id", "time", "trader", "symbol", "decision", "executed", "backend / model", "tokens", "cost USD",
-                "failure"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(str(r["id"]), r["timestamp"].strftime("%m-%d %H:%M:%S"), r["trader"], r["symbol"], r["decision"],
-                      "yes" if r["executable"] else "no", r["model"] or r["backend"] or "-",
-                      str(r["tokens"] or "-"), f"{r['cost_usd']:f}" if r["cost_usd"] is not None else "-",
-                      (r["llm_failure"] or "")[:40])
-    Console().print(table)
-
-
-@analyses_app.command("replay")
-def analyses_replay(
-    analysis_id: UUID,
-    backend: Optional[str] = typer.Option(None, "--backend", help="rules | llm (default: ANALYSIS_BACKEND)"),  # noqa: UP007
-    json_: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-) -> None:
-    """Re-run a stored analysis offline from its stored input; the old and new decision side by side."""
-    from control_plane.analysis import AnalysisServiceError
-    from control_plane.analysis._replay import replay_analysis
-
-    if backend not in (None, "rules", "llm"):
-        _fail(f"--backend must be rules or llm, not {backend!r}", 2)
-
-    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
-        chosen = settings if backend is None else settings.model_copy(update={"analysis_backend": backend})
-        instance = chosen.analysis_backend_instance()
-        try:
-            return await replay_analysis(pool, analysis_id, instance)
-        finally:
-            if hasattr(instance, "aclose"):
-                await instance.aclose()
-
-    try:
-        replay = asyncio.run(_with_pool(run))
-    except (LookupError, AnalysisServiceError) as exc:
-        _fail(str(exc))
-        return
-    new = replay.result.to_wire()
-    old = replay.stored
-    if json_:
-        _json_out({"id": str(analysis_id), "stored": old, "replayed": new})
-        return
-    table = Table(title=f"analysis {analysis_id}")
-    for col in ("", "stored", "replayed"):
-        table.add_column(col)
-    table.add_row("decision", old["decision"], new["decision"])
-    table.add_row("confidence", str(old["confidence"]), str(new["confidence"]))
-    table.add_row("backend / model", str(old["metadata"].get("model") or old["metadata"].get("backend") or "-"),
-                  str(new["metadata"].get("model") or new["metadata"].get("backend")))
-    for key in ("stopLoss", "takeProfit"):
-        table.add_row(key, str(old["metadata"].get(key, "-")), str(new["metadata"].get(key, "-")))
-    table.add_row("reasoning", old["reasoning"], new["reasoning"])
-    Console().print(table)
+    _print_table("subscribers", ("id", "email", "tier", "subscription", "machine", "machine status"), (
+        (str(r["id"]), r["email"], r["tier"], r["subscription_status"] or "-", r["machine_id"] or "-",
+         r["machine_status"] or "-") for r in rows))
 
 
 def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
@@ -412,13 +180,9 @@ def machines_list(
     if json_:
         _json_out(rows)
         return
-    table = Table(title="machines")
-    for col in ("user", "tier", "machine", "status", "memory MB", "last heartbeat"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["email"], r["tier"], r["machine_id"], r["status"], str(r["memory_mb"]),
-                      r["last_heartbeat"].isoformat() if r["last_heartbeat"] else "-")
-    Console().print(table)
+    _print_table("machines", ("user", "tier", "machine", "status", "memory MB", "last heartbeat"), (
+        (r["email"], r["tier"], r["machine_id"], r["status"], str(r["memory_mb"]),
+         r["last_heartbeat"].isoformat() if r["last_heartbeat"] else "-") for r in rows))
 
 
 @machines_app.command("status")
@@ -566,38 +330,3 @@ def serve() -> None:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
-
-
-@app.command()
-def demo(
-    replay: Optional[Path] = typer.Option(None, help="replay this kline folder instead of Binance"),
-    speed: float = typer.Option(60.0, help="replay speed (60 = one 1m candle per second)"),
-    duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: until Ctrl-C)"),
-    analysis: str = typer.Option("rules", help="rules (offline) | llm (needs LLM_BASE_URL and LLM_MODEL_STANDARD)"),
-) -> None:
-    """Run one subscriber's machine end to end on the embedded defaults."""
-    from pydantic import ValidationError
-
-    from control_plane.demo import open_demo_log, print_summary, run_demo
-    from control_plane.logs import configure_logging
-
-    if analysis not in ("rules", "llm"):
-        _fail(f"--analysis must be rules or llm, not {analysis!r}", 2)
-    try:
-        settings = ControlPlaneSettings(analysis_backend=analysis)
-    except ValidationError as exc:
-        _fail(f"--analysis {analysis}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", 2)
-        return
-    log_path, log_file = open_demo_log(settings.data_dir)
-    console.print(f"Logs (exchange simulator, services, warnings): {log_path}", soft_wrap=True, highlight=False)
-    configure_logging("info", log_file)
-    try:
-        result = asyncio.run(run_demo(settings, replay=replay, speed=speed, duration=duration, console=console,
-                                      log_file=log_file))  # fmt: skip
-    finally:
-        log_file.flush()
-    print_summary(result)
-
-
-if __name__ == "__main__":
-    app()
