@@ -5,6 +5,7 @@ With ``DATABASE_URL`` / ``FLY_API_URL`` set, the real services are used
 instead and nothing local is started for them. The running stack's endpoints
 and generated tokens are written to ``DATA_DIR/local.json`` (mode 0600) so that
 other CLI commands (``reconcile``, ``provision``, ``destroy``, ``machines list``) reach it.
+The analysis service also serves ``POST /generate-trader`` (``control_plane.generation``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from control_plane.analysis import create_analysis_app
 from control_plane.db import EmbeddedPostgres, migrate
 from control_plane.fleet import DEFAULT_GRACE, FleetService, Reconciler
 from control_plane.fly import FlyClient
+from control_plane.generation import GenerationRoute, add_generation_route
 from control_plane.logs import register_secret
 from control_plane.provisioning import MachineEnv, Provisioner
 from control_plane.settings import ControlPlaneSettings, machine_token
@@ -66,6 +68,7 @@ class LocalStack:
         self._engine: Any = None
         self._analysis_runner: web.AppRunner | None = None
         self._backend: Any = None
+        self._generator: Any = None
         self.pool: asyncpg.Pool | None = None
         self.fly: FlyClient | None = None
         self.info: StackInfo | None = None
@@ -91,6 +94,9 @@ class LocalStack:
         analysis_token = s.analysis_token.get_secret_value() if s.analysis_token else secrets.token_urlsafe(24)
         self._backend = s.analysis_backend_instance()
         app = create_analysis_app(self._backend, analysis_token)
+        self._generator = s.trader_generator()
+        add_generation_route(app, GenerationRoute(
+            self.pool, self._generator, s.admin_token.get_secret_value() if s.admin_token else None))
         self._analysis_runner = web.AppRunner(app, access_log=None)
         await self._analysis_runner.setup()
         site = web.TCPSite(self._analysis_runner, s.analysis_host, self._analysis_port)
@@ -162,6 +168,8 @@ class LocalStack:
             await self._analysis_runner.cleanup()
         if hasattr(self._backend, "aclose"):
             await self._backend.aclose()
+        if self._generator is not None:
+            await self._generator.aclose()
         if self.pool is not None:
             await self.pool.close()
         (self.data_dir / "local.json").unlink(missing_ok=True)

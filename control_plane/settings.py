@@ -23,9 +23,15 @@
 | LLM_MODEL_STANDARD / LLM_MODEL_FAST | unset / the standard one | model per trader tier |
 | LLM_ON_FAILURE | ``no_trade`` | a failed LLM analysis answers ``no_trade`` or the ``rules`` decision |
 | LLM_TIMEOUT_S | ``30`` | per request to the LLM |
+| LLM_TEMPERATURE | ``0`` | sampling temperature of analyses |
+| LLM_MAX_OUTPUT_TOKENS | ``1024`` | an analysis answer's token budget (cut there: a failed analysis) |
 | LLM_PRICE_INPUT_PER_MTOK / LLM_PRICE_OUTPUT_PER_MTOK | unset | USD per million tokens, for each analysis' ``costUsd`` |
 | LLM_MAX_CONCURRENT_PER_TRADER | ``2`` | analyses of one trader at once |
 | LLM_MAX_PER_USER_PER_MINUTE | ``60`` | analyses of one subscriber per minute (503 beyond, retried) |
+| LLM_GENERATION_MAX_REPAIRS | ``2`` | repair rounds of trader generation after the first answer |
+| LLM_GENERATION_MAX_OUTPUT_TOKENS | ``4096`` | a generated trader's token budget per round |
+| FILTER_CHECK_REPLAY_DIR | ``../shared/data/binance`` beside the repository | real 1m klines the sandbox check runs a generated filter on |
+| ADMIN_TOKEN | unset: ``POST /generate-trader`` answers 503 | bearer token of the SaaS backend's routes |
 """
 
 from __future__ import annotations
@@ -70,10 +76,16 @@ class ControlPlaneSettings(BaseSettings):
     llm_model_fast: str | None = None
     llm_on_failure: Literal["no_trade", "rules"] = "no_trade"
     llm_timeout_s: float = Field(30.0, gt=0)
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+    llm_max_output_tokens: int = Field(1024, ge=16, le=65536)
     llm_price_input_per_mtok: float | None = Field(None, ge=0)
     llm_price_output_per_mtok: float | None = Field(None, ge=0)
     llm_max_concurrent_per_trader: int = Field(2, ge=1, le=100)
     llm_max_per_user_per_minute: float = Field(60.0, gt=0)
+    llm_generation_max_repairs: int = Field(2, ge=0, le=5)
+    llm_generation_max_output_tokens: int = Field(4096, ge=256, le=65536)
+    filter_check_replay_dir: Path | None = None
+    admin_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _llm_complete(self) -> ControlPlaneSettings:
@@ -91,11 +103,31 @@ class ControlPlaneSettings(BaseSettings):
         return LLMBackend(self.llm_base_url, self.llm_api_key.get_secret_value() if self.llm_api_key else "",
                           model_standard=self.llm_model_standard, model_fast=self.llm_model_fast,
                           on_failure=self.llm_on_failure, timeout_s=self.llm_timeout_s,
-                          price_per_mtok=(self.llm_price_input_per_mtok, self.llm_price_output_per_mtok)
-                          if self.llm_price_input_per_mtok is not None and self.llm_price_output_per_mtok is not None
-                          else None,
+                          temperature=self.llm_temperature, max_tokens=self.llm_max_output_tokens,
+                          price_per_mtok=self.llm_price_per_mtok,
                           max_concurrent_per_trader=self.llm_max_concurrent_per_trader,
                           max_per_user_per_minute=self.llm_max_per_user_per_minute)
+
+    @property
+    def llm_price_per_mtok(self) -> tuple[float, float] | None:
+        """(input, output) USD per million tokens when both prices are set."""
+        if self.llm_price_input_per_mtok is None or self.llm_price_output_per_mtok is None:
+            return None
+        return (self.llm_price_input_per_mtok, self.llm_price_output_per_mtok)
+
+    def trader_generator(self) -> Any:
+        """A :class:`~control_plane.generation.TraderGenerator` on the configured LLM, or None
+        without LLM_BASE_URL and LLM_MODEL_STANDARD (works whatever ANALYSIS_BACKEND is)."""
+        if not (self.llm_base_url and self.llm_model_standard):
+            return None
+        from control_plane.generation import TraderGenerator
+        from control_plane.llm import ChatClient
+
+        chat = ChatClient(self.llm_base_url, self.llm_api_key.get_secret_value() if self.llm_api_key else "",
+                          timeout_s=max(self.llm_timeout_s, 60.0))
+        return TraderGenerator(chat, self.llm_model_standard, max_repairs=self.llm_generation_max_repairs,
+                               max_tokens=self.llm_generation_max_output_tokens, price_per_mtok=self.llm_price_per_mtok,
+                               replay_dir=self.filter_check_replay_dir)
 
 
 def machine_token(secret: str, user_id: str) -> str:

@@ -24,10 +24,10 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["RiskSpec", "TraderRejected", "TraderSpec", "insert_trader", "load_spec"]
+__all__ = ["INTERVALS", "RiskSpec", "TraderRejected", "TraderSpec", "insert_trader", "load_spec"]
 
-_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
-_SCHEDULE = re.compile(r"^(\d+[smh]|(" + "|".join(_INTERVALS) + r")_close)$")
+INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+_SCHEDULE = re.compile(r"^(\d+[smh]|(" + "|".join(INTERVALS) + r")_close)$")
 
 
 class TraderRejected(ValueError):
@@ -62,9 +62,9 @@ class TraderSpec(BaseModel):
     @field_validator("timeframes")
     @classmethod
     def _timeframes(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in _INTERVALS]
+        bad = [v for v in value if v not in INTERVALS]
         if bad:
-            raise ValueError(f"unknown interval(s) {bad}; use {', '.join(_INTERVALS)}")
+            raise ValueError(f"unknown interval(s) {bad}; use {', '.join(INTERVALS)}")
         return value
 
     @field_validator("check_interval", "reanalysis_interval")
@@ -110,15 +110,16 @@ def validate_code(code: str) -> dict[str, Any]:
     return {"outcome": outcome, "detail": result.detail, "symbols": result.symbols, "matches": result.matches}
 
 
-async def insert_trader(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, spec: TraderSpec) -> UUID:
-    """Insert an ``active`` trader for ``user_id`` and return its id."""
+async def insert_trader(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, spec: TraderSpec, *,
+                        status: Literal["active", "paused"] = "active") -> UUID:
+    """Insert a trader for ``user_id`` (``active``, or ``paused`` until the user enables it); returns its id."""
     return await conn.fetchval(
         "INSERT INTO traders (user_id, name, description, filter_code, ai_instructions, timeframes, check_interval, "
         "reanalysis_interval, symbols, mode, stop_loss_pct, take_profit_pct, position_size_pct, max_positions, "
-        "model_tier, analysis_candles) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+        "model_tier, analysis_candles, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
         user_id, spec.name, spec.description, spec.filter_code, spec.ai_instructions, spec.timeframes,
         spec.check_interval, spec.reanalysis_interval, spec.symbols, spec.mode, spec.risk.stop_loss_pct,
         spec.risk.take_profit_pct, spec.risk.position_size_pct, spec.risk.max_positions, spec.model_tier,
-        spec.analysis_candles,
+        spec.analysis_candles, status,
     )

@@ -6,6 +6,7 @@ control plane and ``python -m sandbox check`` use :func:`validate_filter`.
 """
 
 from ._check import CheckResult, validate_filter, validate_filter_async
+from ._contract import filter_contract
 from ._errors import FilterRejected, ProtocolError, SandboxError, SandboxUnavailable, UnknownFilter
 from ._pool import MAX_BATCH_SYMBOLS, SandboxPool
 from ._segment import SegmentSpec
@@ -23,6 +24,7 @@ __all__ = [
     "SandboxUnavailable",
     "SegmentSpec",
     "UnknownFilter",
+    "filter_contract",
     "validate_filter",
     "validate_filter_async",
 ]

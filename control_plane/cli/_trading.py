@@ -63,6 +63,57 @@ def traders_add(user_id: UUID, spec: Path = typer.Argument(..., help="trader JSO
     print(asyncio.run(_with_pool(run)))
 
 
+@traders_app.command("generate")
+def traders_generate(
+    user_id: UUID,
+    description: str = typer.Argument(..., help='what the trader should do, e.g. "buy 1h RSI dips in an uptrend"'),
+    json_: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Write a trader from a sentence with the configured LLM (LLM_BASE_URL, LLM_MODEL_STANDARD),
+    check its filter in the sandbox (repairing it at most LLM_GENERATION_MAX_REPAIRS times) and
+    save it paused; prints its id. Exit 1 when no valid trader came out, 2 without an LLM."""
+    from control_plane.generation import GenerationFailed, UnknownUser, generate_and_save, spec_json
+
+    settings = _settings()
+    generator = settings.trader_generator()
+    if generator is None:
+        _fail("trader generation needs LLM_BASE_URL and LLM_MODEL_STANDARD", code=2)
+
+    async def run(_: ControlPlaneSettings, pool: asyncpg.Pool) -> Any:
+        try:
+            return await generate_and_save(pool, generator, user_id, description)
+        finally:
+            await generator.aclose()
+
+    try:
+        saved = asyncio.run(_with_pool(run))
+    except UnknownUser as exc:
+        _fail(str(exc))
+        return
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+        return
+    except GenerationFailed as exc:
+        meta = exc.meta
+        if json_:
+            _json_out({"success": False, "error": exc.reason, "generation": meta.to_dict()})
+        _fail(f"no trader generated ({meta.rounds} round(s), {meta.usage.get('total_tokens', '?')} tokens): "
+              f"{exc.reason}")
+        return
+    generated = saved.generated
+    meta, check = generated.meta, generated.check
+    if json_:
+        _json_out({"success": True, "traderId": str(saved.trader_id), "generationId": str(saved.generation_id),
+                   "status": "paused", "trader": spec_json(generated), "generation": meta.to_dict(),
+                   "check": {"outcome": check.outcome, "detail": check.detail}})
+        return
+    cost = "-" if meta.cost_usd is None else f"${meta.cost_usd:.6f}"
+    console.print(f"generated {generated.spec.name!r} (paused, paper) in {meta.rounds} round(s) with {meta.model}: "
+                  f"{meta.usage.get('total_tokens', '?')} tokens, cost {cost}; sandbox check {check.outcome} "
+                  f"on {check.symbols} symbols")
+    print(saved.trader_id)
+
+
 @traders_app.command("list")
 def traders_list(user_id: UUID, json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Each trader's paper account: balances per asset, equity, positions, PnL and fill assumptions."""

@@ -12,9 +12,9 @@ import orjson
 import pytest
 import structlog
 
-from control_plane.analysis import AnalysisResult, AnalyzeSignalRequest, Decision, RulesBackend
+from control_plane.analysis import AnalysisResult, AnalyzeSignalRequest, Decision
 from control_plane.logs import configure_logging
-from test_analysis_app import AUTH, TOKEN, body, client_for, post
+from test_analysis_app import TOKEN, body, client_for, post
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:

@@ -4,13 +4,11 @@ protocol (``POST /v1/chat/completions``, bearer auth, JSON bodies as OpenAI docu
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 from control_plane.analysis import (
     DECISION_SCHEMA,
@@ -22,57 +20,10 @@ from control_plane.analysis import (
 )
 from test_analysis_app import AUTH, body, post
 
-KEY = "sk-test-0123456789abcdef"
-
-
-def completion(content: Any, *, finish: str = "stop", refusal: str | None = None, model: str = "m-std") -> dict:
-    text = content if isinstance(content, str) else orjson.dumps(content).decode()
-    return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "finish_reason": finish,
-                     "message": {"role": "assistant", "content": text, "refusal": refusal}}],
-        "usage": {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853},
-    }
-
+from openai_testkit import KEY, OpenAIStub, completion, start_stub
 
 DECISION = {"decision": "open_long", "reasoning": "RSI oversold, MACD turning up", "confidence": 72,
             "stopLoss": 41800.5, "takeProfit": 44000, "positionSize": None}
-
-
-class OpenAIStub:
-    """Answers programmed replies in order: (status, headers, body) or "hang"."""
-
-    def __init__(self) -> None:
-        self.replies: deque[Any] = deque()
-        self.requests: list[dict[str, Any]] = []
-        self.auth: list[str | None] = []
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.auth.append(request.headers.get("Authorization"))
-        if request.headers.get("Authorization") != f"Bearer {KEY}":
-            return web.json_response({"error": {"message": "bad key"}}, status=401)
-        self.requests.append(await request.json())
-        reply = self.replies.popleft() if self.replies else (500, {}, {"error": {"message": "no reply programmed"}})
-        if reply == "hang":
-            await asyncio.sleep(3600)
-        status, headers, payload = reply
-        return web.Response(status=status, headers=headers,
-                            body=payload if isinstance(payload, bytes) else orjson.dumps(payload),
-                            content_type="application/json")
-
-
-@pytest.fixture
-async def stub():
-    server = OpenAIStub()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", server.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    yield server
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -227,12 +178,8 @@ class GatedStub(OpenAIStub):
 
 async def _gated(limit_per_trader: int):
     server = GatedStub()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", server.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    llm = LLMBackend(f"http://127.0.0.1:{runner.addresses[0][1]}/v1", KEY, model_standard="m",
+    runner = await start_stub(server)
+    llm = LLMBackend(server.base_url, KEY, model_standard="m",
                      max_concurrent_per_trader=limit_per_trader)
     return server, runner, llm
 
