@@ -31,6 +31,7 @@ from machine.persistence import (
     AnalysisRepository,
     MachineRepository,
     PositionRecord,
+    SequenceRepository,
     SignalRepository,
     TraderRepository,
     TradingRepository,
@@ -39,6 +40,7 @@ from machine.persistence import (
 )
 from machine.positions import PositionMonitor
 from machine.screener import Screener, TraderRuntime
+from machine.sequences import MarketView, SequenceEngine
 from machine.settings import MachineSettings
 from machine.signals import SignalPipeline
 from machine.store import MarketStore
@@ -136,13 +138,17 @@ class Machine:
             on_closed=self._on_position_closed,
             avg_price=self._avg_price,
         )
+        self.sequences = SequenceEngine(
+            user_id=self.user_id, sequences=SequenceRepository(self._pool), trading=self._trading_repo,
+            execution=self.execution, market=self._market_view, trader=self._trader_config,
+        )
         self.pipeline = SignalPipeline(
             user_id=self.user_id,
             signals=self._signal_repo,
             analyses=self._analysis_repo,
             trading=self._trading_repo,
             analysis=self.analysis,
-            execution=self.execution,
+            sequences=self.sequences,
             windows=lambda sym, tf: self.store.klines(sym, tf),
             ticker=self.store.ticker,
             last_price=self.store.last_price,
@@ -316,6 +322,14 @@ class Machine:
         rules = self._rules.get(symbol)
         return None if rules is None else self.store.avg_price(symbol, rules.avg_price_mins)
 
+    def _market_view(self, symbol: str, mode: str) -> MarketView:
+        """What the order sequence planner sees of a symbol (``machine.sequences.plan``)."""
+        return MarketView(self.store.last_price(symbol), self._rules.get(symbol), self._paper.taker_rate)
+
+    def _trader_config(self, trader_id: UUID) -> TraderConfig | None:
+        loaded = self._traders.get(trader_id)
+        return loaded.runtime.config if loaded is not None else None
+
     async def _close_position(self, position: PositionRecord, reason: str, trigger: Trigger | None = None) -> Any:
         return await self.execution.close(position, reason, trigger)
 
@@ -332,6 +346,7 @@ class Machine:
             await self._trading_repo.cancel_trade(trade, "interrupted before fill (machine restarted)")
             cancelled += 1
         interrupted = await self._signal_repo.close_interrupted(self.user_id)
+        sequences = await self.sequences.resume()  # risk-reducing steps resume, risk-adding ones end
         positions = await self._trading_repo.open_positions(self.user_id)
         for position in positions:
             self.monitor.track(position)
@@ -340,7 +355,9 @@ class Machine:
         for sig in watching:
             self.pipeline.mark_busy(sig.trader_id, sig.symbol, watching=True)
         self._log.info("recovered", open_positions=len(positions), watching_signals=len(watching),
-                       cancelled_intents=cancelled, interrupted_signals=interrupted)
+                       cancelled_intents=cancelled, interrupted_signals=interrupted,
+                       resumed_sequences=sum(r.status == "done" for r in sequences),
+                       ended_sequences=sum(r.status == "failed" for r in sequences))
 
     # ================================================================ heartbeat
     async def _heartbeat_once(self) -> None:

@@ -7,6 +7,7 @@ are returned, to be stored, not raised. Errors derive from ``AnalysisError``.
 
 from machine.analysis._client import AnalysisClient, AnalysisClientStats
 from machine.analysis._decision import (
+    DEFAULT_FRACTIONS,
     EXECUTABLE_DECISIONS,
     KNOWN_DECISIONS,
     AnalysisDecision,
@@ -21,6 +22,7 @@ from machine.analysis._errors import (
 from machine.analysis._request import AnalysisRequest, OpenPosition, kline_to_wire, ticker_to_wire
 
 __all__ = [
+    "DEFAULT_FRACTIONS",
     "EXECUTABLE_DECISIONS",
     "KNOWN_DECISIONS",
     "AnalysisClient",

@@ -11,8 +11,16 @@ invalid decision. A body that is not that envelope with a string ``decision`` ra
 :class:`AnalysisInvalidResponse`; everything else parses, and ``valid`` is ``False``
 (with ``invalid_reason``) when:
 
-* the decision is not in :data:`EXECUTABLE_DECISIONS` (seed 002's other decisions,
-  :data:`KNOWN_DECISIONS`, come in later issues; unknown strings are never executed);
+* the decision is not in :data:`EXECUTABLE_DECISIONS` (seed 002's eleven decisions);
+  ``hedge`` is known and always refused (Binance Spot has no hedge mode: one position
+  per symbol), unknown strings are never executed;
+* ``partial_close``'s ``closePercentage`` or ``scale_out``'s ``scaleOutPercentage`` is
+  not a share of the position: a fraction in (0, 1] (seed 002: 0.25, 0.5, 0.75) or a
+  percent in (1, 100]; absent, they are 0.5 and 0.25 (:data:`DEFAULT_FRACTIONS`);
+* ``scale_in``'s ``scaleInAmount`` (a quantity in the base asset; absent: sized by the
+  trader's risk settings) is not a number > 0;
+* ``update_stop_loss`` has neither ``newStopLoss`` nor ``stopLoss`` (and likewise
+  ``update_take_profit`` with ``newTakeProfit``/``takeProfit``);
 * ``reasoning`` is not a string;
 * ``confidence`` is present but not a number within 0..100 (it is rounded half-even
   to an int);
@@ -38,20 +46,21 @@ import orjson
 from machine.analysis._errors import AnalysisInvalidResponse
 
 __all__ = [
+    "DEFAULT_FRACTIONS",
     "EXECUTABLE_DECISIONS",
     "KNOWN_DECISIONS",
     "AnalysisDecision",
     "parse_analysis_response",
 ]
 
-#: Decisions this machine executes (issue 2).
+#: Decisions this machine executes: seed 002's "Analyze Signal" response.
 EXECUTABLE_DECISIONS: frozenset[str] = frozenset(
-    {"open_long", "open_short", "close", "watch", "no_trade"}
-)
-
-#: Every decision of seed 002 (``analysis_history.decision``).
-KNOWN_DECISIONS: frozenset[str] = EXECUTABLE_DECISIONS | frozenset(
     {
+        "no_trade",
+        "watch",
+        "open_long",
+        "open_short",
+        "close",
         "partial_close",
         "scale_in",
         "scale_out",
@@ -60,6 +69,15 @@ KNOWN_DECISIONS: frozenset[str] = EXECUTABLE_DECISIONS | frozenset(
         "flip_position",
     }
 )
+
+#: Every decision of seed 002 (``analysis_history.decision``): the executable ones and
+#: ``hedge`` ("Advanced Operations"), stored and refused.
+KNOWN_DECISIONS: frozenset[str] = EXECUTABLE_DECISIONS | frozenset({"hedge"})
+
+#: Share of the position a ``partial_close`` / ``scale_out`` without its percentage reduces.
+DEFAULT_FRACTIONS: dict[str, Decimal] = {"partial_close": Decimal("0.5"), "scale_out": Decimal("0.25")}
+_FRACTION_KEYS = {"partial_close": "closePercentage", "scale_out": "scaleOutPercentage"}
+_HUNDRED = Decimal(100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +90,9 @@ class AnalysisDecision:
         confidence: 0..100, ``None`` when absent or invalid.
         stop_loss / take_profit: prices in the quote asset, ``None`` when absent/invalid.
         position_size: quantity in the base asset as the endpoint sent it, or ``None``.
+        fraction: the share of the position a ``partial_close``/``scale_out`` reduces, in (0, 1].
+        quantity: ``scale_in``'s ``scaleInAmount`` (base asset), or ``None``.
+        new_stop_loss / new_take_profit: an ``update_*`` decision's level (quote asset).
         metadata: the ``metadata`` object as received (JSON values).
         raw: the whole response body as received (JSON values).
         valid: True only if the decision may be executed.
@@ -88,6 +109,10 @@ class AnalysisDecision:
     raw: dict[str, Any]
     valid: bool
     invalid_reason: str | None
+    fraction: Decimal | None = None
+    quantity: Decimal | None = None
+    new_stop_loss: Decimal | None = None
+    new_take_profit: Decimal | None = None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -117,6 +142,19 @@ def _positive(metadata: dict[str, Any], key: str, problems: list[str]) -> Decima
         problems.append(f"metadata.{key} must be a number > 0, got {value!r}")
         return None
     return number
+
+
+def _fraction(decision: str, metadata: dict[str, Any], problems: list[str]) -> Decimal | None:
+    """``partial_close``/``scale_out``'s share in (0, 1]: a fraction, or a percent above 1."""
+    key = _FRACTION_KEYS[decision]
+    value = metadata.get(key)
+    if value is None:
+        return DEFAULT_FRACTIONS[decision]
+    number = _decimal(value)
+    if number is None or not 0 < number <= _HUNDRED:
+        problems.append(f"metadata.{key} must be a fraction in (0, 1] or a percent in (1, 100], got {value!r}")
+        return None
+    return number if number <= 1 else number / _HUNDRED
 
 
 def _confidence(analysis: dict[str, Any], problems: list[str]) -> int | None:
@@ -154,8 +192,8 @@ def parse_analysis_response(body: bytes) -> AnalysisDecision:
     decision = analysis["decision"]
     if decision not in KNOWN_DECISIONS:
         problems.append(f"unknown decision {decision!r}")
-    elif decision not in EXECUTABLE_DECISIONS:
-        problems.append(f"decision {decision!r} is not supported by this machine yet")
+    elif decision == "hedge":
+        problems.append("hedge is refused: Binance Spot has no hedge mode (one position per symbol)")
     reasoning = analysis.get("reasoning")
     if not isinstance(reasoning, str):
         problems.append("reasoning must be a string")
@@ -171,6 +209,17 @@ def parse_analysis_response(body: bytes) -> AnalysisDecision:
     stop_loss = _positive(exact_metadata, "stopLoss", problems)
     take_profit = _positive(exact_metadata, "takeProfit", problems)
     position_size = _positive(exact_metadata, "positionSize", problems)
+    fraction = _fraction(decision, exact_metadata, problems) if decision in _FRACTION_KEYS else None
+    quantity = _positive(exact_metadata, "scaleInAmount", problems) if decision == "scale_in" else None
+    new_stop_loss = new_take_profit = None
+    if decision == "update_stop_loss":
+        new_stop_loss = _positive(exact_metadata, "newStopLoss", problems) or stop_loss
+        if new_stop_loss is None and not problems:
+            problems.append("update_stop_loss needs metadata.newStopLoss")
+    if decision == "update_take_profit":
+        new_take_profit = _positive(exact_metadata, "newTakeProfit", problems) or take_profit
+        if new_take_profit is None and not problems:
+            problems.append("update_take_profit needs metadata.newTakeProfit")
     if stop_loss is not None and take_profit is not None:
         if decision == "open_long" and stop_loss >= take_profit:
             problems.append(f"open_long with stopLoss {stop_loss} >= takeProfit {take_profit}")
@@ -187,4 +236,8 @@ def parse_analysis_response(body: bytes) -> AnalysisDecision:
         raw=raw,
         valid=not problems,
         invalid_reason="; ".join(problems) if problems else None,
+        fraction=fraction,
+        quantity=quantity,
+        new_stop_loss=new_stop_loss,
+        new_take_profit=new_take_profit,
     )

@@ -1,7 +1,7 @@
 """Execution: exchange rules, risk gate, order intents, paper fills (live comes later)."""
 
 from machine.execution._errors import ExecutionError, NoPrice, RiskDenied, StalePrice
-from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
+from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id, step_order_id
 from machine.execution._paper import PaperExecutor
 from machine.execution._rules import SymbolRules
 from machine.execution._service import ExecutionService
@@ -19,4 +19,5 @@ __all__ = [
     "SymbolRules",
     "Trigger",
     "client_order_id",
+    "step_order_id",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 from uuid import UUID
 
-__all__ = ["Executor", "Fill", "OrderRequest", "Trigger", "client_order_id"]
+__all__ = ["Executor", "Fill", "OrderRequest", "Trigger", "client_order_id", "step_order_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +90,22 @@ def client_order_id(position_id: UUID, purpose: str, attempt: int = 1) -> str:
     if not 1 <= attempt <= 99:
         raise ValueError(f"attempt must be 1..99, got {attempt}")
     return f"{purpose[0]}{attempt:02d}{position_id.hex}"
+
+
+def step_order_id(sequence_id: UUID, step: int, attempt: int = 1) -> str:
+    """Deterministic client order id of an order sequence step's order (``increase``/``reduce``).
+
+    ``"q"`` + two-digit step + two-digit attempt + the sequence UUID's 16 bytes in unpadded
+    base64url (27 chars of ``[A-Za-z0-9_-]``; Binance ``newClientOrderId`` allows
+    ``^[.A-Z:/a-z0-9_-]{1,36}$``). The same sequence, step and attempt always give the
+    same id; a new attempt is only made after the previous intent was cancelled without
+    reaching the exchange.
+
+    Raises:
+        ValueError: step outside 0..99 or attempt outside 1..99.
+    """
+    if not 0 <= step <= 99:
+        raise ValueError(f"step must be 0..99, got {step}")
+    if not 1 <= attempt <= 99:
+        raise ValueError(f"attempt must be 1..99, got {attempt}")
+    return f"q{step:02d}{attempt:02d}" + base64.urlsafe_b64encode(sequence_id.bytes).decode().rstrip("=")

@@ -67,7 +67,8 @@ def round_level(position_side: str, level: Decimal, entry: Decimal, tick_size: D
 
 
 def level_problem(
-    position_side: str, kind: str, level: Decimal, entry: Decimal, avg_price: Decimal, rules: SymbolRules
+    position_side: str, kind: str, level: Decimal, entry: Decimal, avg_price: Decimal, rules: SymbolRules,
+    reference: str = "entry price",
 ) -> str | None:
     """Why an exit level cannot be placed, or None.
 
@@ -75,7 +76,8 @@ def level_problem(
         position_side: ``long`` or ``short``; its exits are SELL or BUY orders.
         kind: ``stop_loss`` or ``take_profit``.
         level: the price (already :func:`round_level`-ed).
-        entry: the position's (expected) entry price.
+        entry: the position's (expected) entry price, or the price a moved level must be on
+            the right side of (then ``reference`` names it in the message, e.g. "current price").
         avg_price: the symbol's average price over ``avg_price_mins`` minutes.
 
     Checks, in order: the side of the entry (a long's stop-loss below it and
@@ -88,9 +90,9 @@ def level_problem(
     if level <= 0:
         return f"{name} {level:f} is not a positive price"
     if below and level >= entry:
-        return f"{name} {level:f} is not below the entry price {entry:f}"
+        return f"{name} {level:f} is not below the {reference} {entry:f}"
     if not below and level <= entry:
-        return f"{name} {level:f} is not above the entry price {entry:f}"
+        return f"{name} {level:f} is not above the {reference} {entry:f}"
     if rules.min_price > 0 and level < rules.min_price:
         return f"{name} {level:f} is below the symbol's minimum price {rules.min_price:f}"
     if rules.max_price > 0 and level > rules.max_price:

@@ -1,10 +1,17 @@
-"""Opening and closing positions: risk gate, intent, order, fill, in that order.
+"""Opening, changing and closing positions: risk gate, intent, order, fill, in that order.
 
 Every order is persisted as an intent with its deterministic client order id
 before it is sent; the fill is persisted before the position changes state.
 Paper positions are sized from the trader's equity (``machine.accounts.equity``:
 cash plus holdings at the last price, never a short's proceeds) and reserve
 their funds with the intent (``machine.accounts.open_reservation``).
+
+A position's changes (close, reduce, increase, moved levels) run one at a time per
+position, each on the position as stored at that moment (so a stop-loss racing a
+partial close sells what is left, never what was there). ``reduce`` and ``increase``
+are steps of an order sequence (``machine.sequences``): their client order ids come
+from (sequence, step, attempt), and a step whose order is already pending is resolved
+by asking the executor, never by sending it again.
 """
 
 from __future__ import annotations
@@ -12,16 +19,24 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import structlog
 
-from machine.accounts import close_fill_changes, close_quantity, equity, open_fill_changes, open_reservation
+from machine.accounts import (
+    close_fill_changes,
+    close_quantity,
+    equity,
+    open_fill_changes,
+    open_reservation,
+    reduce_changes,
+)
 from machine.execution._errors import NoPrice, RiskDenied
 from machine.execution._fill_rules import market_fill_price
-from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
+from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id, step_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
 from machine.money import EIGHT_DP, quantity_for_notional, sl_tp_from_pct
 from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
@@ -41,7 +56,8 @@ class ExecutionService:
         executors: executor per trader mode (``paper``, later ``live``).
         rules: symbol -> trading rules.
         last_price: latest price of a symbol in the quote asset.
-        on_opened / on_closed: callbacks for the position monitor.
+        on_opened: called with a position when it opened or changed (size, levels).
+        on_closed: called with a closed position and its reason.
         avg_price: a symbol's average price over its NOTIONAL ``avgPriceMins``
             (Binance ``GET /api/v3/avgPrice``), for the notional and percent-price
             checks; default the last price.
@@ -72,6 +88,7 @@ class ExecutionService:
         self._on_closed = on_closed
         self._avg_price = avg_price or last_price
         self._locks: dict[UUID, asyncio.Lock] = {}
+        self._position_locks: dict[UUID, asyncio.Lock] = {}
         self.orders_sent = 0
         self.orders_failed = 0
 
@@ -84,11 +101,13 @@ class ExecutionService:
         *,
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
+        position_id: UUID | None = None,
     ) -> PositionRecord:
         """Open a ``long``/``short`` position of ``risk.position_size_pct`` of the trader's equity.
 
         Stop-loss/take-profit come from the decision when given and on the right
         side of the price, otherwise from the trader's risk percentages.
+        ``position_id``: the new position's id (an order sequence fixes it in advance).
 
         Raises:
             RiskDenied: max positions reached, a live position on the symbol, a
@@ -130,7 +149,7 @@ class ExecutionService:
             order_side = "BUY" if side == "long" else "SELL"
             expected = market_fill_price(order_side, price, getattr(executor, "slippage_bps", Decimal(0)), rules.tick_size)
             sl, tp = self._levels(trader, side, expected, rules, stop_loss, take_profit, avg)
-            position_id = uuid.uuid4()
+            position_id = position_id or uuid.uuid4()
             reserved = open_reservation(price, qty)
             try:
                 trade = await self._repo.create_open_intent(
@@ -188,6 +207,15 @@ class ExecutionService:
         Raises:
             NoPrice: no last price yet (the intent is cancelled; the position stays open).
         """
+        async with self._position_lock(position.id):
+            current = await self._repo.position(position.id)
+            if current is None or current.status != "open":
+                return None
+            return await self._close(current, reason, trigger)
+
+    async def _close(
+        self, position: PositionRecord, reason: str, trigger: Trigger | None
+    ) -> tuple[Decimal, Decimal] | None:
         executor = self._executors.get(position.mode)
         if executor is None:
             raise RiskDenied(f"{position.mode} execution is not available on this machine")
@@ -232,6 +260,229 @@ class ExecutionService:
                  price=str(fill.price), pnl=str(pnl[0]), client_order_id=trade.client_order_id)
         self._on_closed(position, reason)
         return pnl
+
+    # ------------------------------------------------------------ changing an open position
+    def _position_lock(self, position_id: UUID) -> asyncio.Lock:
+        return self._position_locks.setdefault(position_id, asyncio.Lock())
+
+    async def _open_position(self, position_id: UUID) -> PositionRecord:
+        current = await self._repo.position(position_id)
+        if current is None or current.status != "open":
+            raise RiskDenied("the position is no longer open")
+        return current
+
+    async def _step_pending(self, executor: Executor, sequence_id: UUID, step: int) -> tuple[Any, Fill | None]:
+        """The step's order already written: ``(trade, fill)`` when it is known to the venue
+        (filled: book it), ``(trade, None)`` when it is booked already; ``(None, None)`` when there
+        is none (a pending one the venue never saw is cancelled first)."""
+        trade = await self._repo.step_trade(sequence_id, step)
+        if trade is None:
+            return None, None
+        if trade.status == "filled":
+            return trade, None
+        known = await executor.query(trade.client_order_id)
+        if known is not None:
+            return trade, known
+        await self._repo.cancel_trade(trade, "order unknown to the venue; not sent")
+        return None, None
+
+    async def reduce(
+        self, position: PositionRecord, *, sequence_id: UUID, step: int, quantity: Decimal
+    ) -> PositionRecord:
+        """Reduce an open position by an order of ``quantity`` (base asset): a SELL of what a long
+        holds, a BUY that repays part of what a short owes (``machine.accounts.reduce_quantity``).
+
+        Books the fill at the average cost (``machine.accounts.reduce_changes``): the realised
+        PnL is added to the position's ``realized_pnl``. Idempotent per (sequence, step).
+
+        Returns:
+            The position after the reduce.
+
+        Raises:
+            RiskDenied: the position is not open, or the order is more than it holds or owes,
+                or below the exchange minimums.
+            NoPrice: no last price yet (the intent is cancelled).
+        """
+        executor = self._executor(position.mode)
+        async with self._position_lock(position.id):
+            current = await self._open_position(position.id)
+            rules = self._rules(current.symbol)
+            base, quote = self._assets(current.symbol, rules)
+            trade, fill = await self._step_pending(executor, sequence_id, step)
+            if trade is not None and fill is None:
+                return current  # booked before
+            if trade is None:
+                problem = self._reduce_problem(current, quantity, executor, rules)
+                if problem:
+                    raise RiskDenied(problem)
+                trade = await self._repo.create_step_intent(
+                    current, self._user_id, purpose="reduce", sequence_id=sequence_id, step=step,
+                    client_order_id=lambda attempt: step_order_id(sequence_id, step, attempt), quantity=quantity,
+                    quote_asset=quote)
+                if trade is None:
+                    raise RiskDenied("the step's order was written concurrently")
+                fill = await self._send(executor, trade, OrderRequest(trade.client_order_id, current.symbol, trade.side,
+                                                                      quantity))
+            assert current.cost_basis is not None
+            reduction = reduce_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee, current.size,
+                                       current.reserved, current.cost_basis)
+            updated = await self._repo.record_reduce_fill(
+                current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+                fee_quote=_fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
+                price_time_ms=fill.price_time_ms)
+        log.info("position_reduced", trader_id=str(current.trader_id), symbol=current.symbol, side=current.side,
+                 quantity=str(fill.quantity), price=str(fill.price), pnl=str(reduction.pnl), size=str(updated.size),
+                 client_order_id=trade.client_order_id)
+        self._on_opened(updated)
+        return updated
+
+    def _reduce_problem(self, position: PositionRecord, quantity: Decimal, executor: Executor,
+                        rules: SymbolRules | None) -> str | None:
+        if quantity <= 0:
+            return "the reduce rounds to nothing at the symbol's step size"
+        repays = quantity if position.side == "long" else quantity - quantity * executor.taker_rate
+        if repays > position.size:
+            return f"the reduce ({quantity:f}) is more than the position's size {position.size:f}"
+        if rules is None:
+            return None
+        price = self._last_price(position.symbol)
+        avg = self._avg_price(position.symbol) or price
+        return market_quantity_problem(quantity, rules) or (notional_problem(quantity, avg, rules) if avg else None)
+
+    async def increase(
+        self, trader: TraderConfig, position: PositionRecord, *, sequence_id: UUID, step: int,
+        quantity: Decimal | None,
+    ) -> PositionRecord:
+        """Add to an open position (scale in): a BUY for a long, a SELL of borrowed base for a paper short.
+
+        ``quantity`` (base asset) rounded down to the step size; None: the trader's position
+        size (``risk.position_size_pct`` of its equity). Reserves funds with the intent like an
+        open; the entry price becomes the average of the opening and increasing fills.
+        Idempotent per (sequence, step).
+
+        Raises:
+            RiskDenied: the position is not open, a live short, funds or size below what the
+                exchange or the account allows.
+            NoPrice: no last price yet.
+        """
+        executor = self._executor(trader.mode)
+        if position.side == "short" and trader.mode != "paper":
+            raise RiskDenied("live spot cannot short (paper shorts are 1x margin shorts)")
+        async with self._locks.setdefault(trader.id, asyncio.Lock()), self._position_lock(position.id):
+            current = await self._open_position(position.id)
+            rules = self._rules(current.symbol)
+            if rules is None:
+                raise RiskDenied(f"{current.symbol} is not a tradable symbol")
+            base, quote = self._assets(current.symbol, rules)
+            trade, fill = await self._step_pending(executor, sequence_id, step)
+            if trade is not None and fill is None:
+                return current
+            if trade is None:
+                price = self._last_price(current.symbol)
+                if price is None:
+                    raise NoPrice(f"no last price for {current.symbol}")
+                qty = await self._increase_quantity(trader, current, quantity, price, rules)
+                reserved = open_reservation(price, qty)
+                try:
+                    trade = await self._repo.create_step_intent(
+                        current, self._user_id, purpose="increase", sequence_id=sequence_id, step=step,
+                        client_order_id=lambda attempt: step_order_id(sequence_id, step, attempt), quantity=qty,
+                        reserve=reserved, quote_asset=quote)
+                except InsufficientFunds as exc:
+                    raise RiskDenied(str(exc)) from None
+                if trade is None:
+                    raise RiskDenied("the step's order was written concurrently")
+                fill = await self._send(executor, trade, OrderRequest(trade.client_order_id, current.symbol, trade.side,
+                                                                      qty))
+            changes, added, locked = open_fill_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee,
+                                                       trade.reserved)
+            updated = await self._repo.record_increase_fill(
+                current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+                fee_quote=_fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
+                order_id=fill.order_id, price_time_ms=fill.price_time_ms)
+        log.info("position_increased", trader_id=str(trader.id), symbol=current.symbol, side=current.side,
+                 quantity=str(fill.quantity), price=str(fill.price), size=str(updated.size),
+                 entry_price=str(updated.entry_price), client_order_id=trade.client_order_id)
+        self._on_opened(updated)
+        return updated
+
+    async def _increase_quantity(self, trader: TraderConfig, position: PositionRecord, quantity: Decimal | None,
+                                 price: Decimal, rules: SymbolRules) -> Decimal:
+        if quantity is None:
+            balances = await self._repo.balances(trader.id)
+            try:
+                value = equity(balances, self._quote, lambda asset: self._last_price(asset + self._quote))
+            except LookupError as exc:
+                raise NoPrice(str(exc)) from None
+            qty = quantity_for_notional(value * trader.risk.position_size_pct / _HUNDRED, price, rules.step_size,
+                                        rules.min_qty)
+        else:
+            step = rules.step_size
+            qty = (quantity / step).to_integral_value(rounding=ROUND_DOWN) * step if step > 0 else quantity
+        if qty <= 0:
+            raise RiskDenied("the scale-in is below the exchange minimum quantity")
+        avg = self._avg_price(position.symbol) or price
+        problem = market_quantity_problem(qty, rules) or notional_problem(qty, avg, rules)
+        if problem:
+            raise RiskDenied(f"scale-in size refused: {problem}")
+        return qty
+
+    async def set_levels(
+        self, position: PositionRecord, *, stop_loss: Decimal | None = None, take_profit: Decimal | None = None
+    ) -> PositionRecord:
+        """Move an open position's stop-loss and/or take-profit (the other stays).
+
+        A level is rounded to the tick size towards the current price and must be on its
+        right side (a long's stop-loss below it, take-profit above; a short's mirrored) and
+        within PRICE_FILTER and PERCENT_PRICE_BY_SIDE (``_rules.level_problem``).
+
+        Raises:
+            RiskDenied: the position is not open, or a level cannot be placed.
+            NoPrice: no last price yet.
+        """
+        async with self._position_lock(position.id):
+            current = await self._open_position(position.id)
+            rules = self._rules(current.symbol)
+            price = self._last_price(current.symbol)
+            if price is None:
+                raise NoPrice(f"no last price for {current.symbol}")
+            avg = self._avg_price(current.symbol) or price
+            sl, tp = current.stop_loss, current.take_profit
+            for kind, level in (("stop_loss", stop_loss), ("take_profit", take_profit)):
+                if level is None:
+                    continue
+                if rules is not None:
+                    level = round_level(current.side, level, price, rules.tick_size)
+                    problem = level_problem(current.side, kind, level, price, avg, rules, reference="current price")
+                    if problem:
+                        raise RiskDenied(problem)
+                if kind == "stop_loss":
+                    sl = level
+                else:
+                    tp = level
+            updated = await self._repo.update_levels(current.id, sl, tp)
+        if updated is None:
+            raise RiskDenied("the position is no longer open")
+        log.info("position_levels_moved", trader_id=str(current.trader_id), symbol=current.symbol,
+                 stop_loss=str(sl), take_profit=str(tp))
+        self._on_opened(updated)
+        return updated
+
+    def _executor(self, mode: str) -> Executor:
+        executor = self._executors.get(mode)
+        if executor is None:
+            raise RiskDenied(f"{mode} execution is not available on this machine")
+        return executor
+
+    async def _send(self, executor: Executor, trade: Any, order: OrderRequest) -> Fill:
+        try:
+            fill = await executor.submit(order)
+        except Exception as exc:
+            self.orders_failed += 1
+            await self._repo.cancel_trade(trade, f"order failed: {exc}")
+            raise
+        self.orders_sent += 1
+        return fill
 
     def _assets(self, symbol: str, rules: SymbolRules | None) -> tuple[str, str]:
         """``(base, quote)`` of ``symbol``: from the exchange rules, else the symbol minus the quote suffix."""

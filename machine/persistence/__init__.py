@@ -7,6 +7,7 @@ trades and paper accounts. Every state change is written before it is acted on.
 from machine.persistence._analyses import AnalysisRepository
 from machine.persistence._db import SUPPORTED_SCHEMA_VERSIONS, SchemaMismatch, check_schema, open_pool
 from machine.persistence._machines import MachineRepository
+from machine.persistence._sequences import SequenceRecord, SequenceRepository, StepRecord
 from machine.persistence._signals import SignalRecord, SignalRepository
 from machine.persistence._traders import TraderRepository
 from machine.persistence._trading import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
@@ -18,8 +19,11 @@ __all__ = [
     "MachineRepository",
     "PositionRecord",
     "SchemaMismatch",
+    "SequenceRecord",
+    "SequenceRepository",
     "SignalRecord",
     "SignalRepository",
+    "StepRecord",
     "TradeRecord",
     "TraderRepository",
     "TradingRepository",

@@ -25,9 +25,13 @@ from uuid import UUID
 
 import asyncpg
 
-from machine.accounts import BalanceChange, realised_pnl
+from machine.accounts import BalanceChange, Reduction, close_pnl, cost_of_fill
 
 __all__ = ["InsufficientFunds", "PositionRecord", "TradeRecord", "TradingRepository"]
+
+
+class _StepTaken(Exception):
+    """The sequence step already has a pending or filled order."""
 
 
 class InsufficientFunds(Exception):
@@ -60,14 +64,18 @@ class PositionRecord:
     fees: Decimal
     reserved: Decimal = Decimal(0)
     paper_only: bool = False
+    cost_basis: Decimal | None = None
+    realized_pnl: Decimal = Decimal(0)
 
     @classmethod
     def from_row(cls, r: asyncpg.Record) -> "PositionRecord":
         """``size``: base asset held (long) or owed (short); ``fees``: quote-asset equivalent of the
-        commissions; ``reserved``: quote locked for the position."""
+        commissions; ``reserved``: quote locked for the position; ``cost_basis``: the quote its
+        size stands for (``machine.accounts._cost``); ``realized_pnl``: what its reduces realised."""
         return cls(
             r["id"], r["signal_id"], r["trader_id"], r["mode"], r["symbol"], r["side"], r["status"],
             r["entry_price"], r["size"], r["stop_loss"], r["take_profit"], r["fees"], r["reserved"], r["paper_only"],
+            r["cost_basis"], r["realized_pnl"],
         )
 
 
@@ -83,6 +91,7 @@ class TradeRecord:
     quantity: Decimal
     status: str
     type: str
+    reserved: Decimal = Decimal(0)
 
 
 class TradingRepository:
@@ -209,11 +218,12 @@ class TradingRepository:
                 "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
                 trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
             )
+            side = "long" if trade.side == "BUY" else "short"
             row = await conn.fetchrow(
                 "UPDATE positions SET status = 'open', entry_price = $2, size = $3, fees = fees + $4, stop_loss = $5, "
-                "take_profit = $6, reserved = $7, opened_at = NOW() WHERE id = $1 RETURNING *",
+                "take_profit = $6, reserved = $7, cost_basis = $8, opened_at = NOW() WHERE id = $1 RETURNING *",
                 trade.position_id, price, held, fee_quote, stop_loss, take_profit,
-                locked if trade.type == "paper" else Decimal(0),
+                locked if trade.type == "paper" else Decimal(0), cost_of_fill(side, price, quantity, fee),
             )
             if trade.type == "paper":
                 await self._apply(conn, trade.trader_id, changes)
@@ -278,16 +288,20 @@ class TradingRepository:
     ) -> tuple[Decimal, Decimal]:
         """Book the closing fill, close the position and its signal; returns ``(pnl, pnl_percent)``.
 
-        PnL is ``machine.accounts.realised_pnl`` of the opening and closing fills
-        (quote asset). ``changes``: ``machine.accounts.close_fill_changes`` (paper only).
+        PnL is what earlier reduces realised plus ``machine.accounts.close_pnl`` of this fill
+        against the cost basis left (quote asset); ``pnl_percent`` is it over the notional of
+        every opening and increasing fill. ``changes``: ``machine.accounts.close_fill_changes``
+        (paper only).
         """
         assert position.entry_price is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            entry = await conn.fetchrow(
-                "SELECT price, quantity, fee FROM trades WHERE position_id = $1 AND purpose = 'open' AND status = 'filled'",
-                position.id,
-            )
-            pnl, pnl_pct = realised_pnl(position.side, entry["price"], entry["quantity"], entry["fee"], price, quantity, fee)
+            row = await conn.fetchrow("SELECT cost_basis, realized_pnl FROM positions WHERE id = $1 FOR UPDATE",
+                                      position.id)
+            invested = await conn.fetchval(
+                "SELECT sum(price * quantity) FROM trades WHERE position_id = $1 AND purpose IN ('open', 'increase') "
+                "AND status = 'filled'", position.id)
+            pnl = row["realized_pnl"] + close_pnl(position.side, price, quantity, fee, row["cost_basis"])
+            pnl_pct = (pnl / invested * 100).quantize(Decimal("0.0001")) if invested else Decimal(0)
             await conn.execute(
                 "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
                 "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
@@ -295,7 +309,7 @@ class TradingRepository:
             )
             await conn.execute(
                 "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $3, pnl = $4, pnl_percent = $5, "
-                "reserved = 0, closed_at = NOW(), close_reason = $6 WHERE id = $1",
+                "reserved = 0, cost_basis = 0, realized_pnl = $4, closed_at = NOW(), close_reason = $6 WHERE id = $1",
                 position.id, price, fee_quote, pnl, pnl_pct, reason,
             )
             if trade.type == "paper":
@@ -307,11 +321,135 @@ class TradingRepository:
             )
         return pnl, pnl_pct
 
-    async def update_levels(self, position_id: UUID, stop_loss: Decimal | None, take_profit: Decimal | None) -> None:
-        await self._pool.execute(
-            "UPDATE positions SET stop_loss = $2, take_profit = $3 WHERE id = $1 AND status = 'open'",
+    # ------------------------------------------------------------ changing size (order sequences)
+    async def position(self, position_id: UUID) -> PositionRecord | None:
+        """The position as stored now."""
+        row = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+        return PositionRecord.from_row(row) if row else None
+
+    async def step_trade(self, sequence_id: UUID, step: int) -> TradeRecord | None:
+        """The order of a sequence step that is pending or filled, if any."""
+        row = await self._pool.fetchrow(
+            "SELECT * FROM trades WHERE sequence_id = $1 AND step = $2 AND status IN ('pending', 'filled')",
+            sequence_id, step)
+        return _trade(row) if row else None
+
+    async def create_step_intent(
+        self, position: PositionRecord, user_id: UUID, *, purpose: str, sequence_id: UUID, step: int,
+        client_order_id: Callable[[int], str], quantity: Decimal, reserve: Decimal = Decimal(0),
+        quote_asset: str = "USDT",
+    ) -> TradeRecord | None:
+        """Insert the pending ``increase``/``reduce`` order of a sequence step (one transaction);
+        None when the step already has one pending or filled.
+
+        An ``increase`` reserves ``reserve`` of the quote asset on the paper account (free ->
+        locked), kept on the trade as ``reserved`` until its fill is booked or it is cancelled. ``client_order_id(attempt)``:
+        ``attempt`` is 1 plus the step's earlier (cancelled) orders.
+
+        Raises:
+            InsufficientFunds: free quote below ``reserve`` (nothing is written).
+        """
+        if purpose not in ("increase", "reduce"):
+            raise ValueError(f"purpose must be increase or reduce, got {purpose!r}")
+        adds = (position.side == "long") == (purpose == "increase")
+        order_side = "BUY" if adds else "SELL"
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                coid = await self._insert_step_intent(conn, position, user_id, purpose, order_side, sequence_id, step,
+                                                      client_order_id, quantity, reserve, quote_asset)
+        except _StepTaken:
+            return None
+        return TradeRecord(coid[0], position.id, position.trader_id, purpose, order_side, position.symbol, coid[1],
+                           quantity, "pending", position.mode, reserve if position.mode == "paper" else Decimal(0))
+
+    async def _insert_step_intent(
+        self, conn: asyncpg.Connection, position: PositionRecord, user_id: UUID, purpose: str, order_side: str,
+        sequence_id: UUID, step: int, client_order_id: Callable[[int], str], quantity: Decimal, reserve: Decimal,
+        quote_asset: str,
+    ) -> tuple[UUID, str]:
+        """Reserve (paper), then insert the intent; raises ``_StepTaken`` (rolling back) when the step has one."""
+        attempts = await conn.fetchval("SELECT count(*) FROM trades WHERE sequence_id = $1 AND step = $2",
+                                       sequence_id, step)
+        if position.mode == "paper" and reserve > 0:
+            taken = await conn.fetchval(
+                "UPDATE paper_balances SET free = free - $3, locked = locked + $3, updated_at = NOW() "
+                "WHERE trader_id = $1 AND asset = $2 AND free >= $3 RETURNING free",
+                position.trader_id, quote_asset, reserve)
+            if taken is None:
+                free = await conn.fetchval("SELECT free FROM paper_balances WHERE trader_id = $1 AND asset = $2",
+                                           position.trader_id, quote_asset)
+                raise InsufficientFunds(reserve, free or Decimal(0))
+        coid = client_order_id(attempts + 1)
+        trade_id = await conn.fetchval(
+            "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, "
+            "quantity, status, sequence_id, step, reserved) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
+            position.id, position.trader_id, user_id, position.mode, purpose, order_side, position.symbol, coid,
+            quantity, sequence_id, step, reserve if position.mode == "paper" else Decimal(0))
+        if trade_id is None:
+            raise _StepTaken  # rolls the reservation back
+        return trade_id, coid
+
+    async def record_increase_fill(
+        self, position: PositionRecord, trade: TradeRecord, *, price: Decimal, quantity: Decimal, fee: Decimal,
+        fee_asset: str, fee_quote: Decimal, added: Decimal, locked: Decimal, changes: list[BalanceChange],
+        order_id: int | None = None, price_time_ms: int | None = None,
+    ) -> PositionRecord:
+        """Book an ``increase`` fill: the trade filled; the position's size + ``added``, ``reserved``
+        + ``locked`` (a short's collateral and proceeds), cost basis + the fill's
+        (``machine.accounts.cost_of_fill``), entry price the quantity-weighted average of its
+        opening and increasing fills; the balance changes (paper)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._fill(conn, trade, price, quantity, fee, fee_asset, order_id, price_time_ms)
+            bought = await conn.fetchrow(
+                "SELECT sum(price * quantity) AS n, sum(quantity) AS q FROM trades WHERE position_id = $1 "
+                "AND purpose IN ('open', 'increase') AND status = 'filled'", position.id)
+            entry = (bought["n"] / bought["q"]).quantize(Decimal("0.00000001"))
+            row = await conn.fetchrow(
+                "UPDATE positions SET size = size + $2, reserved = reserved + $3, fees = fees + $4, "
+                "cost_basis = cost_basis + $5, entry_price = $6 WHERE id = $1 AND status = 'open' RETURNING *",
+                position.id, added, locked if trade.type == "paper" else Decimal(0), fee_quote,
+                cost_of_fill(position.side, price, quantity, fee), entry)
+            if trade.type == "paper":
+                await self._apply(conn, trade.trader_id, changes)
+        return PositionRecord.from_row(row)
+
+    async def record_reduce_fill(
+        self, position: PositionRecord, trade: TradeRecord, *, price: Decimal, quantity: Decimal, fee: Decimal,
+        fee_asset: str, fee_quote: Decimal, reduction: Reduction, order_id: int | None = None,
+        price_time_ms: int | None = None,
+    ) -> PositionRecord:
+        """Book a ``reduce`` fill: the trade filled; the position's size, ``reserved`` and cost basis
+        as ``reduction`` (``machine.accounts.reduce_changes``) leaves them, its PnL added to
+        ``realized_pnl``; the balance changes (paper)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._fill(conn, trade, price, quantity, fee, fee_asset, order_id, price_time_ms)
+            row = await conn.fetchrow(
+                "UPDATE positions SET size = $2, reserved = $3, cost_basis = $4, realized_pnl = realized_pnl + $5, "
+                "fees = fees + $6 WHERE id = $1 AND status = 'open' RETURNING *",
+                position.id, reduction.size, reduction.locked if trade.type == "paper" else Decimal(0),
+                reduction.cost_basis, reduction.pnl, fee_quote)
+            if trade.type == "paper":
+                await self._apply(conn, trade.trader_id, reduction.changes)
+        return PositionRecord.from_row(row)
+
+    @staticmethod
+    async def _fill(conn: asyncpg.Connection, trade: TradeRecord, price: Decimal, quantity: Decimal, fee: Decimal,
+                    fee_asset: str, order_id: int | None, price_time_ms: int | None) -> None:
+        await conn.execute(
+            "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
+            "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+            trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms)
+
+    async def update_levels(
+        self, position_id: UUID, stop_loss: Decimal | None, take_profit: Decimal | None
+    ) -> PositionRecord | None:
+        """Set an open position's stop-loss and take-profit; the position after, or None when it is not open."""
+        row = await self._pool.fetchrow(
+            "UPDATE positions SET stop_loss = $2, take_profit = $3 WHERE id = $1 AND status = 'open' RETURNING *",
             position_id, stop_loss, take_profit,
         )
+        return PositionRecord.from_row(row) if row else None
 
     # ------------------------------------------------------------ recovery
     async def open_positions(self, user_id: UUID) -> list[PositionRecord]:
@@ -327,12 +465,16 @@ class TradingRepository:
         return [_trade(r) for r in rows]
 
     async def cancel_trade(self, trade: TradeRecord, message: str) -> None:
-        """Mark an intent that was never sent as cancelled; an unopened position is cancelled with it."""
+        """Mark an intent that was never sent as cancelled; an unopened position is cancelled with it,
+        and an ``increase``'s reservation is released."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE trades SET status = 'cancelled', error_message = $2 WHERE id = $1 AND status = 'pending'",
-                trade.id, message,
+            reserved = await conn.fetchval(
+                "UPDATE trades SET status = 'cancelled', error_message = $2 WHERE id = $1 AND status = 'pending' "
+                "RETURNING reserved", trade.id, message,
             )
+            if trade.purpose == "increase" and trade.type == "paper" and reserved:
+                quote = await conn.fetchval("SELECT quote_asset FROM paper_accounts WHERE trader_id = $1", trade.trader_id)
+                await self._apply(conn, trade.trader_id, [BalanceChange(quote, reserved, -reserved)])
             if trade.purpose == "open":
                 row = await conn.fetchrow(
                     "SELECT signal_id, reserved FROM positions WHERE id = $1 AND status = 'pending' FOR UPDATE",
@@ -384,4 +526,4 @@ class TradingRepository:
 
 def _trade(r: asyncpg.Record) -> TradeRecord:
     return TradeRecord(r["id"], r["position_id"], r["trader_id"], r["purpose"], r["side"], r["symbol"],
-                       r["client_order_id"], r["quantity"], r["status"], r["type"])  # fmt: skip
+                       r["client_order_id"], r["quantity"], r["status"], r["type"], r["reserved"])  # fmt: skip

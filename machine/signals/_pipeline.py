@@ -5,15 +5,18 @@ Order of effects (each persisted before the next step):
 1. a ``signals`` row (status ``new``) before the analysis call;
 2. the analysis result in ``analysis_history`` (also when it is invalid or
    unknown: stored with ``executable = false`` and never executed);
-3. execution through :class:`~machine.execution.ExecutionService`, which writes
-   the order intent before the order.
+3. execution as an order sequence (:class:`~machine.sequences.SequenceEngine`): the
+   sequence and its steps are written before the first order, each order's intent
+   (with its client order id) before the order. A decision that does not fit the state
+   (``machine.sequences.plan``) is stored with its reason and never executed.
 
 A watched signal is re-analysed on the trader's re-analysis interval; after
 ``MAX_WATCH_ANALYSES`` analyses that all said ``watch``, or once it is
 ``MAX_WATCH_AGE_MS`` (24 h) of market time old, it is closed with reason
 ``watch_expired`` (the setup is stale), so watched signals do not pile up and
 never block their symbol for long. Open positions are re-analysed on the same
-interval and the decision executed (``close``; a new open is refused).
+interval and the decision executed (close, partial close, scale in/out, moved levels,
+flip; a new open is refused).
 
 Deduplication: while a trader has a signal in flight or being watched, or a
 position open on a symbol, further matches of that symbol are ignored; and at
@@ -31,8 +34,8 @@ from uuid import UUID
 import structlog
 
 from machine.analysis import AnalysisClient, AnalysisDecision, AnalysisError, AnalysisRequest, OpenPosition
-from machine.execution import ExecutionService, NoPrice, RiskDenied
 from machine.persistence import AnalysisRepository, PositionRecord, SignalRecord, SignalRepository, TradingRepository
+from machine.sequences import SequenceEngine
 from machine.signals._payload import build_market_payload
 from machine.timers import INTERVAL_MS
 from machine.traders import TraderConfig
@@ -57,7 +60,7 @@ class SignalPipeline:
         analyses: AnalysisRepository,
         trading: TradingRepository,
         analysis: AnalysisClient,
-        execution: ExecutionService,
+        sequences: SequenceEngine,
         windows: Callable[[str, str], Any],
         ticker: Callable[[str], dict[str, Any] | None],
         last_price: Callable[[str], Decimal | None],
@@ -68,7 +71,7 @@ class SignalPipeline:
         self._analyses = analyses
         self._trading = trading
         self._analysis = analysis
-        self._execution = execution
+        self._sequences = sequences
         self._windows = windows
         self._ticker = ticker
         self._last_price = last_price
@@ -238,40 +241,31 @@ class SignalPipeline:
         self, trader: TraderConfig, symbol: str, signal_id: UUID, position: PositionRecord | None,
         decision: AnalysisDecision, analysis_id: UUID, log_: Any,
     ) -> str:
+        """Execute a valid decision as an order sequence; returns the signal's state."""
         kind = decision.decision
         price = self._last_price(symbol)
-        if position is not None:
-            if kind == "close":
-                await self._execution.close(position, "analysis_close")
-                return "closed"
-            if kind in ("open_long", "open_short"):
-                await self._refuse(analysis_id, "a position is already open on this symbol", log_)
-            return "position_open"
-        if kind == "no_trade":
+        if position is None and kind == "no_trade":
             await self._signals.close(signal_id, "no_trade", price)
             return "closed"
-        if kind == "watch":
+        if position is None and kind == "watch":
             await self._signals.set_watching(signal_id, price)
             return "watching"
-        if kind == "close":
-            open_pos = await self._trading.live_position(trader.id, symbol)
-            if open_pos is None:
-                await self._refuse(analysis_id, "no open position to close", log_)
-                await self._signals.close(signal_id, "nothing_to_close", price)
+        result = await self._sequences.execute(trader, decision, symbol=symbol, signal_id=signal_id,
+                                               analysis_id=analysis_id, position=position)
+        if result.status == "refused":
+            await self._refuse(analysis_id, result.error or "refused", log_)
+            if position is None:
+                reason = "nothing_to_close" if "needs an open position" in (result.error or "") else "risk_denied"
+                await self._signals.close(signal_id, reason, price)
                 return "closed"
-            await self._execution.close(open_pos, "analysis_close")
-            await self._signals.close(signal_id, "close", price)
-            return "closed"
-        side = "long" if kind == "open_long" else "short"
-        try:
-            await self._execution.open(
-                trader, signal_id, symbol, side, stop_loss=decision.stop_loss, take_profit=decision.take_profit
-            )
-        except (RiskDenied, NoPrice) as exc:
-            await self._refuse(analysis_id, str(exc), log_)
-            await self._signals.close(signal_id, "risk_denied", price)
-            return "closed"
-        return "position_open"
+            return "position_open"
+        if result.status == "failed":
+            log_.warning("decision_failed", decision=kind, error=result.error)
+            if result.position is None and position is None:
+                await self._refuse(analysis_id, result.error or "failed", log_)
+                await self._signals.close(signal_id, "risk_denied", price)
+                return "closed"
+        return "position_open" if result.position is not None else "closed"
 
     async def _refuse(self, analysis_id: UUID, reason: str, log_: Any) -> None:
         self.decisions_rejected += 1

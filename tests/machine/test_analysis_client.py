@@ -242,7 +242,13 @@ async def test_connection_refused_raises_unavailable():
 @pytest.mark.parametrize(
     ("analysis", "reason"),
     [
-        (analysis_body("partial_close", metadata={"closePercentage": 0.5}), "not supported by this machine yet"),
+        (analysis_body("hedge"), "hedge is refused: Binance Spot has no hedge mode"),
+        (analysis_body("partial_close", metadata={"closePercentage": 0}), "metadata.closePercentage must be a fraction"),
+        (analysis_body("partial_close", metadata={"closePercentage": 150}), "metadata.closePercentage must be a fraction"),
+        (analysis_body("scale_out", metadata={"scaleOutPercentage": "half"}), "metadata.scaleOutPercentage"),
+        (analysis_body("scale_in", metadata={"scaleInAmount": -1}), "metadata.scaleInAmount must be a number > 0"),
+        (analysis_body("update_stop_loss", metadata={}), "update_stop_loss needs metadata.newStopLoss"),
+        (analysis_body("update_take_profit", metadata={"newTakeProfit": 0}), "metadata.newTakeProfit must be a number > 0"),
         (analysis_body("to_the_moon"), "unknown decision 'to_the_moon'"),
         (analysis_body("open_long", metadata={"stopLoss": 45000, "takeProfit": 44000}), "stopLoss 45000 >= takeProfit 44000"),
         (analysis_body("open_short", metadata={"stopLoss": 41000, "takeProfit": 44000}), "stopLoss 41000 <= takeProfit 44000"),
@@ -277,8 +283,27 @@ async def test_unusable_2xx_bodies_raise_invalid_response(peer_factory, payload)
 
 
 def test_decision_sets():
-    assert EXECUTABLE_DECISIONS == {"open_long", "open_short", "close", "watch", "no_trade"}
-    assert len(KNOWN_DECISIONS) == 11 and EXECUTABLE_DECISIONS < KNOWN_DECISIONS
+    assert len(EXECUTABLE_DECISIONS) == 11 and KNOWN_DECISIONS == EXECUTABLE_DECISIONS | {"hedge"}
+    assert {"partial_close", "scale_in", "scale_out", "update_stop_loss", "update_take_profit",
+            "flip_position"} < EXECUTABLE_DECISIONS
+
+
+@pytest.mark.parametrize(("decision", "metadata", "field", "value"), [
+    ("partial_close", {}, "fraction", Decimal("0.5")),  # seed 002's default
+    ("partial_close", {"closePercentage": 0.25}, "fraction", Decimal("0.25")),
+    ("partial_close", {"closePercentage": 75}, "fraction", Decimal("0.75")),  # a percent above 1
+    ("partial_close", {"closePercentage": 1}, "fraction", Decimal(1)),
+    ("scale_out", {}, "fraction", Decimal("0.25")),
+    ("scale_in", {"scaleInAmount": "0.015"}, "quantity", Decimal("0.015")),
+    ("scale_in", {}, "quantity", None),  # sized by the trader's risk settings
+    ("update_stop_loss", {"newStopLoss": 41000.5}, "new_stop_loss", Decimal("41000.5")),
+    ("update_stop_loss", {"stopLoss": 41000}, "new_stop_loss", Decimal(41000)),
+    ("update_take_profit", {"newTakeProfit": "45000"}, "new_take_profit", Decimal(45000)),
+])
+def test_the_seed_decisions_carry_their_metadata(decision, metadata, field, value):
+    parsed = parse_analysis_response(orjson.dumps(analysis_body(decision, metadata=metadata)))
+    assert parsed.valid, parsed.invalid_reason
+    assert getattr(parsed, field) == value
 
 
 def test_numbers_become_exact_decimals():
