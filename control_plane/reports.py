@@ -35,9 +35,10 @@ async def fills(
     """Every filled trade of the user (optionally one trader's, from ``since``), oldest first, as :data:`FILL_COLUMNS`.
 
     ``time_ms``: exchange time of the price the fill used (the fill's execution
-    time for fills recorded before that was stored). ``purpose``: ``open``, or
-    for a closing fill the position's exit reason when it is ``stop_loss`` or
-    ``take_profit``, else ``close``. ``quote_quantity = price * quantity``
+    time for fills recorded before that was stored). ``purpose``: ``open``,
+    ``increase`` (scale in), ``reduce`` (partial close, scale out), or for a closing
+    fill the position's exit reason when it is ``stop_loss`` or ``take_profit``, else
+    ``close``. ``quote_quantity = price * quantity``
     rounded half-even to 8 dp (what the quote balance moved by, before commission).
     """
     rows = await pool.fetch(
@@ -83,7 +84,10 @@ async def trader_books(pool: asyncpg.Pool, user_id: UUID) -> list[dict[str, Any]
         ``[{"id", "name", "mode", "status", "quote_asset", "start_balance", "balances":
         {ASSET: {"free", "locked"}}, "equity", "open_positions", "closed_positions",
         "realized_pnl", "fill_assumptions": {"taker_rate", "maker_rate", "fee_asset",
-        "slippage_bps", "fill_rule"}}]`` with decimal strings. ``equity`` values
+        "slippage_bps", "fill_rule"}, "risk_state", "metrics": {MODE: {"signals", "win_rate",
+        "total_pnl", "total_pnl_pct", "avg_win", "avg_loss", "max_drawdown", "max_drawdown_pct",
+        "profit_factor", ...}}}]`` with decimal strings (``trader_metrics``, written by the
+        machine on every close; ``risk_state`` ACTIVE/REDUCING/HALTED). ``equity`` values
         each asset other than the quote at the price of its latest fill (the
         database has no live prices); None when the trader has no account yet.
     """
@@ -126,8 +130,18 @@ async def trader_books(pool: asyncpg.Pool, user_id: UUID) -> list[dict[str, Any]
                 "slippage_bps": _s(t["slippage_bps"]) if t["slippage_bps"] is not None else None,
                 "fill_rule": FILL_RULE,
             },
+            "risk_state": await pool.fetchval(
+                "SELECT state FROM risk_states WHERE scope = 'trader' AND subject_id = $1", t["id"]) or "ACTIVE",
+            "metrics": {r["mode"]: {k: _plain(v) for k, v in dict(r).items() if k not in ("trader_id", "user_id", "mode")}
+                        for r in await pool.fetch("SELECT * FROM trader_metrics WHERE trader_id = $1", t["id"])},
         })  # fmt: skip
     return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _s(value)
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _s(value: Decimal) -> str:

@@ -23,7 +23,9 @@ from uuid import UUID
 import structlog
 from aiohttp import web
 
+from machine.accounts import equity
 from machine.analysis import AnalysisClient
+from machine.control import ControlService
 from machine.execution import ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.http import MetricsSnapshot, create_app
 from machine.market import BinanceRest, MarketFeed
@@ -31,6 +33,7 @@ from machine.persistence import (
     AnalysisRepository,
     MachineRepository,
     PositionRecord,
+    RiskRepository,
     SequenceRepository,
     SignalRepository,
     TraderRepository,
@@ -40,6 +43,7 @@ from machine.persistence import (
 )
 from machine.positions import PositionMonitor
 from machine.screener import Screener, TraderRuntime
+from machine.risk import RiskService
 from machine.sequences import MarketView, SequenceEngine
 from machine.settings import MachineSettings
 from machine.signals import SignalPipeline
@@ -70,6 +74,7 @@ class Machine:
         self._started = time.monotonic()
         self._stopped = asyncio.Event()
         self._traders: dict[UUID, _Loaded] = {}
+        self._risk_tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         self._shutting_down = False
         self._runner: web.AppRunner | None = None
@@ -126,6 +131,9 @@ class Machine:
             slippage_bps=s.paper_slippage_bps, price_age_s=self.store.price_age_s, price_max_age_s=s.price_max_age_s,
             price_time_ms=self.store.last_price_time_ms,
         )
+        risk_repo = RiskRepository(self._pool)
+        self.risk = RiskService(user_id=self.user_id, repo=risk_repo, equity=self._trader_equity,
+                                start_capital=self._start_capital)
         self.execution = ExecutionService(
             user_id=self.user_id,
             repo=self._trading_repo,
@@ -137,6 +145,7 @@ class Machine:
             on_opened=self.monitor.track,
             on_closed=self._on_position_closed,
             avg_price=self._avg_price,
+            gate=self.risk.check,
         )
         self.sequences = SequenceEngine(
             user_id=self.user_id, sequences=SequenceRepository(self._pool), trading=self._trading_repo,
@@ -152,6 +161,7 @@ class Machine:
             windows=lambda sym, tf: self.store.klines(sym, tf),
             ticker=self.store.ticker,
             last_price=self.store.last_price,
+            risk=self.risk,
         )
         self.screener = Screener(self.sandbox, self.pipeline.on_match, self._on_trader_broken, self._market_time_ms)
 
@@ -159,12 +169,15 @@ class Machine:
         self.feed = MarketFeed(self._rest, s.binance_ws_url, self.store)
         await self.feed.start(*self._subscriptions())
         await self._recover()
+        await self.risk.start(self._trader_configs())  # before any timer: a persisted halt holds from the start
 
         self.timers.start()
         self.monitor.start()
         await self._heartbeat_once()
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
-        app = create_app(self, s.machine_token.get_secret_value())
+        self.control = ControlService(user_id=self.user_id, trading=self._trading_repo, risk_repo=risk_repo,
+                                      risk=self.risk, execution=self.execution, traders=self._trader_configs)
+        app = create_app(self, s.machine_token.get_secret_value(), self.control)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http_host, s.http_port)
@@ -183,6 +196,9 @@ class Machine:
             self._log.warning("shutdown_with_ticks_running")
         await self.monitor.stop()
         await self.pipeline.drain()
+        await self.risk.stop()
+        if self._risk_tasks:
+            await asyncio.gather(*list(self._risk_tasks), return_exceptions=True)
         await self.feed.stop()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
@@ -309,6 +325,8 @@ class Machine:
             ok = await self._load_trader(trader)
             counts["changed" if current is not None else "added"] += ok
             counts["rejected"] += not ok
+        if hasattr(self, "risk"):
+            self.risk.set_traders(self._trader_configs())
         return counts
 
     async def _on_trader_broken(self, rt: TraderRuntime, reason: str) -> None:
@@ -336,6 +354,24 @@ class Machine:
     def _on_position_closed(self, position: PositionRecord, reason: str) -> None:
         self.monitor.forget(position.id)
         self.pipeline.release(position.trader_id, position.symbol)
+        task = asyncio.get_running_loop().create_task(self.risk.on_closed(position))  # metrics, then a reading
+        self._risk_tasks.add(task)
+        task.add_done_callback(self._risk_tasks.discard)
+
+    def _trader_configs(self) -> list[TraderConfig]:
+        return [loaded.runtime.config for loaded in self._traders.values()]
+
+    async def _trader_equity(self, trader_id: UUID) -> Decimal:
+        """The trader's paper account value at last prices (quote asset); its start balance before any fill."""
+        quote = self.settings.quote_asset
+        balances = await self._trading_repo.balances(trader_id)
+        if not balances:
+            return await self._start_capital(trader_id)
+        return equity(balances, quote, lambda asset: self.store.last_price(asset + quote))
+
+    async def _start_capital(self, trader_id: UUID) -> Decimal:
+        account = await self._trading_repo.account(trader_id)
+        return account["start_balance"] if account is not None else self.settings.paper_start_balance
 
     async def _recover(self) -> None:
         cancelled = 0

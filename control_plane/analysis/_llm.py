@@ -60,7 +60,7 @@ __all__ = ["DECISION_SCHEMA", "PROMPT_VERSION", "LLMBackend"]
 
 log = structlog.get_logger("control_plane.analysis")
 
-PROMPT_VERSION = "llm-analysis/v1"
+PROMPT_VERSION = "llm-analysis/v2"
 #: Longest reasoning kept (characters).
 MAX_REASONING_CHARS = 4000
 #: Candles sent per interval at most (seed 000: the analysis limit is 1..1000).
@@ -77,8 +77,14 @@ DECISION_SCHEMA: dict[str, Any] = {
         "stopLoss": {"type": ["number", "null"]},
         "takeProfit": {"type": ["number", "null"]},
         "positionSize": {"type": ["number", "null"]},
+        "closePercentage": {"type": ["number", "null"]},
+        "scaleInAmount": {"type": ["number", "null"]},
+        "scaleOutPercentage": {"type": ["number", "null"]},
+        "newStopLoss": {"type": ["number", "null"]},
+        "newTakeProfit": {"type": ["number", "null"]},
     },
-    "required": ["decision", "reasoning", "confidence", "stopLoss", "takeProfit", "positionSize"],
+    "required": ["decision", "reasoning", "confidence", "stopLoss", "takeProfit", "positionSize", "closePercentage",
+                 "scaleInAmount", "scaleOutPercentage", "newStopLoss", "newTakeProfit"],
     "additionalProperties": False,
 }
 
@@ -94,8 +100,14 @@ Answer with one JSON object and nothing else, matching this JSON schema:
   update_stop_loss, update_take_profit or flip_position.
 - reasoning: why, in at most a few sentences.
 - confidence: 0 to 100.
-- stopLoss / takeProfit: prices in the quote asset for an opening decision, else null.
+- stopLoss / takeProfit: prices in the quote asset for open_long, open_short or flip_position, else null.
 - positionSize: a quantity in the base asset, or null to let the trader's risk settings size it.
+- closePercentage (partial_close) / scaleOutPercentage (scale_out): the share of the position
+  to sell, 0.25 for 25 %; else null.
+- scaleInAmount (scale_in): the quantity to add in the base asset, or null to let the risk
+  settings size it.
+- newStopLoss (update_stop_loss) / newTakeProfit (update_take_profit): the new level, a price
+  in the quote asset on the right side of the current price; else null.
 Follow the trader's instructions where they do not contradict this contract."""
 
 
@@ -110,6 +122,11 @@ class _Answer(BaseModel):
     stopLoss: float | None = None  # noqa: N815 - wire name
     takeProfit: float | None = None  # noqa: N815
     positionSize: float | None = None  # noqa: N815
+    closePercentage: float | None = None  # noqa: N815
+    scaleInAmount: float | None = None  # noqa: N815
+    scaleOutPercentage: float | None = None  # noqa: N815
+    newStopLoss: float | None = None  # noqa: N815
+    newTakeProfit: float | None = None  # noqa: N815
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,24 @@ def _level(name: str, value: float | None, call: _Call) -> Decimal | None:
     if not number.is_finite() or not 0 < number <= MAX_PRICE:
         raise ChatFailure(f"{name}: {value!r} is outside 0..{MAX_PRICE}", model=call.model, usage=call.usage)
     return number
+
+
+#: The metadata field each decision that changes a position carries (seed 002).
+_DECISION_FIELD = {Decision.PARTIAL_CLOSE: "closePercentage", Decision.SCALE_OUT: "scaleOutPercentage",
+                   Decision.SCALE_IN: "scaleInAmount", Decision.UPDATE_STOP_LOSS: "newStopLoss",
+                   Decision.UPDATE_TAKE_PROFIT: "newTakeProfit"}
+
+
+def _sequence_metadata(answer: _Answer, call: _Call) -> dict[str, Decimal]:
+    """The decision's own field (``_DECISION_FIELD``), validated: a share in (0, 100], an
+    amount or level positive and bounded. The fields of other decisions are not forwarded."""
+    key = _DECISION_FIELD.get(answer.decision)
+    value = _level(key, getattr(answer, key), call) if key else None
+    if value is None:
+        return {}
+    if key in ("closePercentage", "scaleOutPercentage") and value > 100:
+        raise ChatFailure(f"{key}: {value} is not a share in (0, 100]", model=call.model, usage=call.usage)
+    return {key: value}
 
 
 class LLMBackend:
@@ -256,7 +291,7 @@ class LLMBackend:
                 stop_loss=_level("stopLoss", decision.stopLoss, call),
                 take_profit=_level("takeProfit", decision.takeProfit, call),
                 position_size=_level("positionSize", decision.positionSize, call),
-                extra_metadata=self._metadata(call),
+                extra_metadata={**self._metadata(call), **_sequence_metadata(decision, call)},
             )
         except ChatFailure as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)

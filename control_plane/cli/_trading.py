@@ -116,7 +116,8 @@ def traders_generate(
 
 @traders_app.command("list")
 def traders_list(user_id: UUID, json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
-    """Each trader's paper account: balances per asset, equity, positions, PnL and fill assumptions."""
+    """Each trader's paper account (balances per asset, equity, positions, PnL, fill assumptions), its
+    risk state and its metrics (win rate, average win and loss, max drawdown, profit factor)."""
     import orjson
 
     from control_plane.reports import FILL_RULE, trader_books
@@ -129,14 +130,19 @@ def traders_list(user_id: UUID, json_: bool = typer.Option(False, "--json", help
         typer.echo(orjson.dumps(books).decode())
         return
     table = Table(title=f"traders of {user_id}", caption=f"fills: {FILL_RULE}")
-    for col in ("trader", "mode", "status", "balances (free / locked)", "equity", "open", "closed", "realized PnL",
-                "taker / maker", "slippage bps"):
+    for col in ("trader", "mode", "status", "risk", "balances (free / locked)", "equity", "open", "closed",
+                "realized PnL", "win rate", "avg win / loss", "max DD", "profit factor", "taker / maker", "slippage bps"):
         table.add_column(col)
     for b in books:
         balances = "\n".join(f"{a} {v['free']} / {v['locked']}" for a, v in b["balances"].items()) or "-"
         fa = b["fill_assumptions"]
-        table.add_row(b["name"], b["mode"], b["status"], balances, b["equity"] or "-", str(b["open_positions"]),
-                      str(b["closed_positions"]), b["realized_pnl"], f"{fa['taker_rate']} / {fa['maker_rate']}",
+        m = b["metrics"].get(b["mode"], {})
+        table.add_row(b["name"], b["mode"], b["status"], b["risk_state"], balances, b["equity"] or "-",
+                      str(b["open_positions"]), str(b["closed_positions"]), b["realized_pnl"],
+                      f"{m['win_rate']} %" if m.get("win_rate") else "-",
+                      f"{m.get('avg_win') or '-'} / {m.get('avg_loss') or '-'}",
+                      f"{m['max_drawdown']} ({m['max_drawdown_pct']} %)" if m else "-",
+                      m.get("profit_factor") or "-", f"{fa['taker_rate']} / {fa['maker_rate']}",
                       str(fa["slippage_bps"]))
     Console().print(table)
 

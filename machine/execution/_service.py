@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from uuid import UUID
@@ -42,7 +42,10 @@ from machine.money import EIGHT_DP, quantity_for_notional, sl_tp_from_pct
 from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
 from machine.traders import TraderConfig
 
-__all__ = ["ExecutionService"]
+__all__ = ["MANUAL_EXIT", "ExecutionService"]
+
+#: The close reason of an exit by hand (``/force-exit``): the risk gate lets it through in every state.
+MANUAL_EXIT = "manual_exit"
 
 log = structlog.get_logger(__name__)
 _HUNDRED = Decimal(100)
@@ -76,6 +79,7 @@ class ExecutionService:
         on_opened: Callable[[PositionRecord], None],
         on_closed: Callable[[PositionRecord, str], None],
         avg_price: Callable[[str], Decimal | None] | None = None,
+        gate: Callable[[UUID, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._user_id = user_id
         self._repo = repo
@@ -87,6 +91,7 @@ class ExecutionService:
         self._on_opened = on_opened
         self._on_closed = on_closed
         self._avg_price = avg_price or last_price
+        self._gate = gate
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._position_locks: dict[UUID, asyncio.Lock] = {}
         self.orders_sent = 0
@@ -130,6 +135,7 @@ class ExecutionService:
         # The gate and the intent are one step per trader: concurrent signals of the
         # same trader must not all pass a max_positions check made before any intent exists.
         async with self._locks.setdefault(trader.id, asyncio.Lock()):
+            await self._ask(trader.id, symbol, "entry")
             if await self._repo.count_live(trader.id) >= trader.risk.max_positions:
                 raise RiskDenied(f"max_positions ({trader.risk.max_positions}) reached")
             await self._repo.ensure_account(trader.id, self._user_id, self._start_balance, self._quote)
@@ -216,6 +222,8 @@ class ExecutionService:
     async def _close(
         self, position: PositionRecord, reason: str, trigger: Trigger | None
     ) -> tuple[Decimal, Decimal] | None:
+        kind = "protective" if trigger is not None else "manual" if reason == MANUAL_EXIT else "exit"
+        await self._ask(position.trader_id, position.symbol, kind)
         executor = self._executors.get(position.mode)
         if executor is None:
             raise RiskDenied(f"{position.mode} execution is not available on this machine")
@@ -312,6 +320,7 @@ class ExecutionService:
             if trade is not None and fill is None:
                 return current  # booked before
             if trade is None:
+                await self._ask(current.trader_id, current.symbol, "exit")
                 problem = self._reduce_problem(current, quantity, executor, rules)
                 if problem:
                     raise RiskDenied(problem)
@@ -378,6 +387,7 @@ class ExecutionService:
             if trade is not None and fill is None:
                 return current
             if trade is None:
+                await self._ask(trader.id, current.symbol, "entry")
                 price = self._last_price(current.symbol)
                 if price is None:
                     raise NoPrice(f"no last price for {current.symbol}")
@@ -467,6 +477,10 @@ class ExecutionService:
                  stop_loss=str(sl), take_profit=str(tp))
         self._on_opened(updated)
         return updated
+
+    async def _ask(self, trader_id: UUID, symbol: str, kind: str) -> None:
+        if self._gate is not None:
+            await self._gate(trader_id, symbol, kind)
 
     def _executor(self, mode: str) -> Executor:
         executor = self._executors.get(mode)

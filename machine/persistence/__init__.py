@@ -7,6 +7,7 @@ trades and paper accounts. Every state change is written before it is acted on.
 from machine.persistence._analyses import AnalysisRepository
 from machine.persistence._db import SUPPORTED_SCHEMA_VERSIONS, SchemaMismatch, check_schema, open_pool
 from machine.persistence._machines import MachineRepository
+from machine.persistence._risk import RiskRepository, RiskStateRecord
 from machine.persistence._sequences import SequenceRecord, SequenceRepository, StepRecord
 from machine.persistence._signals import SignalRecord, SignalRepository
 from machine.persistence._traders import TraderRepository
@@ -18,6 +19,8 @@ __all__ = [
     "InsufficientFunds",
     "MachineRepository",
     "PositionRecord",
+    "RiskRepository",
+    "RiskStateRecord",
     "SchemaMismatch",
     "SequenceRecord",
     "SequenceRepository",

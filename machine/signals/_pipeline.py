@@ -35,6 +35,7 @@ import structlog
 
 from machine.analysis import AnalysisClient, AnalysisDecision, AnalysisError, AnalysisRequest, OpenPosition
 from machine.persistence import AnalysisRepository, PositionRecord, SignalRecord, SignalRepository, TradingRepository
+from machine.risk import RiskService
 from machine.sequences import SequenceEngine
 from machine.signals._payload import build_market_payload
 from machine.timers import INTERVAL_MS
@@ -65,6 +66,7 @@ class SignalPipeline:
         ticker: Callable[[str], dict[str, Any] | None],
         last_price: Callable[[str], Decimal | None],
         max_concurrent: int = 8,
+        risk: RiskService | None = None,
     ) -> None:
         self._user_id = user_id
         self._signals = signals
@@ -75,6 +77,7 @@ class SignalPipeline:
         self._windows = windows
         self._ticker = ticker
         self._last_price = last_price
+        self._risk = risk
         self._limit = asyncio.Semaphore(max_concurrent)
         self._busy: set[tuple[UUID, str]] = set()
         self._watching: set[tuple[UUID, str]] = set()
@@ -121,6 +124,8 @@ class SignalPipeline:
         key = (trader.id, symbol)
         if key in self._busy:
             return
+        if self._risk is not None and not self._risk.allows_entries(trader.id):
+            return  # REDUCING or HALTED: no new entries, so no new signals
         candle = market_time_ms // INTERVAL_MS.get(trader.timeframes[0], 60_000)
         if self._last_candle.get(key) == candle:
             return
@@ -158,6 +163,8 @@ class SignalPipeline:
             market_time_ms: exchange time of the re-analysis (the close of the
                 candle that fired it, or the newest kline for fixed intervals), ms UTC.
         """
+        if self._risk is not None and not self._risk.allows_analysis(trader.id):
+            return  # HALTED: nothing the analysis decides runs
         for position in await self._trading.open_positions(self._user_id):
             if position.trader_id == trader.id:
                 self.reanalyses += 1

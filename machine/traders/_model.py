@@ -24,12 +24,19 @@ class Risk:
         take_profit_pct: default take-profit distance from entry, percent.
         position_size_pct: notional of a new position as percent of the quote balance.
         max_positions: open positions allowed at once for this trader.
+        max_drawdown_pct: equity this far below its peak (percent) halts the trader; None: no limit.
+        daily_loss_limit_pct: equity this far below the UTC day's start (percent) stops entries
+            for the rest of the day; None: no limit.
+        loss_cooldown_minutes: no entry on a symbol for this long after a losing close there.
     """
 
     stop_loss_pct: Decimal
     take_profit_pct: Decimal
     position_size_pct: Decimal
     max_positions: int
+    max_drawdown_pct: Decimal | None = None
+    daily_loss_limit_pct: Decimal | None = None
+    loss_cooldown_minutes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,9 @@ class TraderConfig:
                 take_profit_pct=row["take_profit_pct"],
                 position_size_pct=row["position_size_pct"],
                 max_positions=row["max_positions"],
+                max_drawdown_pct=row.get("max_drawdown_pct"),
+                daily_loss_limit_pct=row.get("daily_loss_limit_pct"),
+                loss_cooldown_minutes=row.get("loss_cooldown_minutes") or 0,
             ),
             status=row["status"],
             version=row["version"],

@@ -244,3 +244,38 @@ async def test_the_local_stack_serves_the_configured_llm_backend(stub, db_url, t
                                        headers={"Authorization": f"Bearer {stack.info.analysis_token}"})
     assert response.status_code == 200
     assert response.json()["analysis"]["metadata"]["model"] == "m-std" and len(stub.requests) == 1
+
+
+@pytest.mark.parametrize(("answer", "metadata"), [
+    ({"decision": "partial_close", "closePercentage": 0.5}, {"closePercentage": Decimal("0.5")}),
+    ({"decision": "scale_out", "scaleOutPercentage": 25}, {"scaleOutPercentage": Decimal(25)}),
+    ({"decision": "scale_in", "scaleInAmount": 0.015}, {"scaleInAmount": Decimal("0.015")}),
+    ({"decision": "update_stop_loss", "newStopLoss": 41900.5}, {"newStopLoss": Decimal("41900.5")}),
+    ({"decision": "update_take_profit", "newTakeProfit": 45000}, {"newTakeProfit": Decimal("45000.0")}),
+])
+async def test_position_decisions_carry_their_metadata_to_the_machine(stub, backend, answer, metadata):
+    from machine.analysis import parse_analysis_response
+
+    from control_plane.analysis._app import dumps
+
+    nulls = dict.fromkeys(("stopLoss", "takeProfit", "positionSize", "closePercentage", "scaleInAmount",
+                           "scaleOutPercentage", "newStopLoss", "newTakeProfit"))
+    stub.replies.append((200, {}, completion({"reasoning": "trim into strength", "confidence": 60, **nulls, **answer})))
+    result = await backend.analyze(request())
+    assert result.decision.value == answer["decision"] and "llmFailure" not in result.extra_metadata
+    assert {k: result.extra_metadata[k] for k in metadata} == metadata
+    parsed = parse_analysis_response(dumps({"success": True, "analysis": result.to_wire()}))
+    assert parsed.valid, parsed.invalid_reason  # what the machine receives, it can execute
+
+
+async def test_a_share_above_100_percent_is_a_failed_analysis(stub, backend):
+    stub.replies.append((200, {}, completion({**DECISION, "decision": "partial_close", "closePercentage": 150})))
+    result = await backend.analyze(request())
+    assert result.decision == Decision.NO_TRADE and "closePercentage" in result.extra_metadata["llmFailure"]
+
+
+async def test_another_decision_s_field_is_not_forwarded(stub, backend):
+    stub.replies.append((200, {}, completion({**DECISION, "closePercentage": 1546, "newStopLoss": -3})))
+    result = await backend.analyze(request())
+    assert result.decision == Decision.OPEN_LONG and "llmFailure" not in result.extra_metadata
+    assert "closePercentage" not in result.extra_metadata and "newStopLoss" not in result.extra_metadata

@@ -309,6 +309,12 @@ async def test_a_cancellation_destroys_the_machine_within_seconds_through_notify
         await kit.eventually(destroyed, timeout_s=15)
         elapsed = time.monotonic() - started
         assert service.passes == 1  # no periodic pass ran (period 1 h): NOTIFY did it
+        # the retire's event is written just after the row closes: wait for it before stopping the service
+
+        async def retired():
+            return len(await r.pool.fetch("SELECT 1 FROM fleet_events WHERE user_id::text = $1", user)) == 2
+
+        await kit.eventually(retired, timeout_s=5)
     assert elapsed < 10
     assert (tmp_path / f"{user}.shutdown").read_text() == "bye"  # graceful /shutdown first
     assert _app(r.fly, user).app_name not in {a.name for a in await r.fly.list_apps()}  # the app went with it

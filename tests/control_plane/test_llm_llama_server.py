@@ -78,7 +78,7 @@ async def test_schema_constrained_answers_run_end_to_end(biased_url):
     assert backend.json_schema_supported  # llama-server took the strict json_schema
     decided = [a["analysis"] for _, a in answers if "llmFailure" not in a["analysis"]["metadata"]]
     failed = [a["analysis"] for _, a in answers if "llmFailure" in a["analysis"]["metadata"]]
-    assert decided, [a["analysis"]["metadata"]["llmFailure"] for a in failed]  # the model's own decisions
+    assert decided, [a["metadata"]["llmFailure"] for a in failed]  # the model's own decisions
     for analysis in decided:
         assert analysis["decision"] in {d.value for d in Decision} and 0 <= analysis["confidence"] <= 100
         meta = analysis["metadata"]
