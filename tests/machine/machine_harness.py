@@ -112,12 +112,29 @@ class AlwaysOpenLong:
     name = "always-open-long"
     decision = "open_long"
     per_symbol: dict[str, str] = {}  # symbol -> decision for new signals, overriding ``decision``
+    #: decisions for re-analyses of an open position, in turn per (trader, symbol); empty: always ``watch``
+    reanalysis: tuple[str, ...] = ()
+    _turns: dict[tuple[str, str], int] = {}
 
     async def analyze(self, request: Any) -> Any:
+        from decimal import Decimal
+
         from control_plane.analysis import AnalysisResult, Decision
 
-        if getattr(request, "position", None) is not None:
-            return AnalysisResult(decision=Decision("watch"), reasoning="hold", confidence=50)
+        position = getattr(request, "position", None)
+        if position is not None:
+            if not self.reanalysis:
+                return AnalysisResult(decision=Decision("watch"), reasoning="hold", confidence=50)
+            key = (request.trader_id, request.market_data.symbol)
+            turn = self._turns.get(key, 0)
+            self._turns[key] = turn + 1
+            decision = self.reanalysis[turn % len(self.reanalysis)]
+            price = Decimal(str(request.market_data.ticker.last_price or position.entry_price))
+            extra = {"partial_close": {"closePercentage": 0.5}, "scale_in": {},
+                     "update_stop_loss": {"newStopLoss": price * (Decimal("0.99") if position.side == "long"
+                                                                  else Decimal("1.01"))}}.get(decision, {})
+            return AnalysisResult(decision=Decision(decision), reasoning=f"test backend, turn {turn}", confidence=70,
+                                  extra_metadata=extra)
         decision = self.per_symbol.get(request.market_data.symbol, self.decision)
         return AnalysisResult(decision=Decision(decision), reasoning="test backend", confidence=90)
 

@@ -9,8 +9,12 @@ and recomputes, independently of the machine's code:
   base asset; rate x quote quantity for a SELL, in the quote asset; the maker
   rate for a take-profit, the taker rate otherwise; half-even to 8 dp);
 * every asset's balance: start + bought - sold - commissions paid in it;
-* every position's realised PnL: its quote flow (long: close proceeds - close
-  commission - open cost; short: open proceeds - open commission - close cost).
+* every closed position's realised PnL at the average cost, from its fills in order
+  (open, scale-in increases, partial-close reduces, close): a long's cost basis is
+  the quote its BUYs spent, a short's the proceeds its SELLs kept (net of their
+  commission); a reduce realises its net proceeds (long) or its share of the kept
+  proceeds (short) minus its share of the cost basis (short: what its BUY paid),
+  the close takes what is left. With one open and one close that is the quote flow.
 
 They must equal the machine's figures to the unit of each asset (1e-8).
 """
@@ -38,6 +42,27 @@ SHORTED = ["ETHUSDT", "XRPUSDT", "DOGEUSDT", "LTCUSDT", "ADAUSDT"]
 TAKER, MAKER = Decimal("0.001"), Decimal("0.0005")
 
 
+CLOSES = ("close", "stop_loss", "take_profit")
+
+
+def average_cost_pnl(fills: list[dict[str, str]]) -> Decimal:
+    """A closed position's realised PnL from its exported fills in order (module doc)."""
+    long = fills[0]["side"] == "BUY"
+    size = cost = pnl = Decimal(0)
+    for r in fills:
+        qty, n, fee = Decimal(r["quantity"]), Decimal(r["quote_quantity"]), Decimal(r["fee"])
+        if r["purpose"] in ("open", "increase"):
+            size += qty - fee if long else qty
+            cost += n if long else n - fee
+            continue
+        got = qty if long else qty - fee
+        out = cost if r["purpose"] in CLOSES or got >= size else (cost * got / size).quantize(EIGHT, ROUND_HALF_EVEN)
+        pnl += (n - fee - out) if long else (out - n)
+        size -= got
+        cost -= out
+    return pnl
+
+
 def cli(*args: str, db_url: str, tmp_path: Path) -> str:
     env = {**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path / "cp-data")}
     done = subprocess.run([str(Path(sys.executable).parent / "control-plane"), *args], cwd=REPO, env=env,
@@ -49,10 +74,15 @@ def cli(*args: str, db_url: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("machine_stack", [{"speed": 900}], indirect=True)
 async def test_eight_market_hours_reconcile_from_the_fills_alone(machine_stack, monkeypatch, db_url, tmp_path):
     monkeypatch.setattr(AlwaysOpenLong, "per_symbol", dict.fromkeys(SHORTED, "open_short"))
+    # re-analyses of an open position: half of it out, scale in, move the stop, then hold
+    monkeypatch.setattr(AlwaysOpenLong, "reanalysis", ("partial_close", "scale_in", "update_stop_loss", "watch"))
+    monkeypatch.setattr(AlwaysOpenLong, "_turns", {})
     make_machine, pool, user_id, sim = machine_stack
     for name in ("longs-and-shorts-a", "longs-and-shorts-b"):
         await add_trader(pool, user_id, name, ALWAYS, reanalysis_interval="15m_close", stop_loss_pct=0.2,
                          take_profit_pct=0.2, position_size_pct=15, max_positions=5)
+    await add_trader(pool, user_id, "manager", ALWAYS, reanalysis_interval="5m_close", stop_loss_pct=3,
+                     take_profit_pct=3, position_size_pct=10, max_positions=4)
     machine = make_machine(PAPER_FEE_RATE=str(TAKER), PAPER_MAKER_FEE_RATE=str(MAKER), PAPER_SLIPPAGE_BPS="3",
                            PRICE_MAX_AGE_S="30")
     await machine.start()
@@ -67,9 +97,12 @@ async def test_eight_market_hours_reconcile_from_the_fills_alone(machine_stack, 
 
     rows = list(csv.DictReader(io.StringIO(cli("trades", "export", str(user_id), db_url=db_url, tmp_path=tmp_path))))
     books = json.loads(cli("traders", "list", str(user_id), "--json", db_url=db_url, tmp_path=tmp_path))
-    assert rows and len(books) == 2
+    assert rows and len(books) == 3
     purposes = {r["purpose"] for r in rows}
-    assert {"open", "stop_loss", "take_profit"} <= purposes, purposes
+    assert {"open", "increase", "reduce", "stop_loss", "take_profit"} <= purposes, purposes
+    moved = await pool.fetchval("SELECT count(*) FROM order_sequences WHERE decision = 'update_stop_loss' "
+                                "AND status = 'done'")
+    assert moved > 0  # stops were moved too
     assert {r["side"] for r in rows if r["purpose"] == "open"} == {"BUY", "SELL"}  # longs and shorts
     span_h = (max(int(r["time_ms"]) for r in rows) - min(int(r["time_ms"]) for r in rows)) / 3_600_000
     assert span_h >= MARKET_HOURS - 1, span_h
@@ -101,14 +134,7 @@ async def test_eight_market_hours_reconcile_from_the_fills_alone(machine_stack, 
             flows[r["position_id"]].append(r)
         booked = {a: Decimal(v["free"]) + Decimal(v["locked"]) for a, v in book["balances"].items()}
         assert {a: v for a, v in booked.items() if v} == {a: v for a, v in balances.items() if v}, book["name"]
-        pnl = Decimal(0)
-        for position_fills in flows.values():
-            if len(position_fills) < 2:
-                continue  # still open at shutdown
-            opening, closing = position_fills
-            if opening["side"] == "BUY":  # a long
-                pnl += Decimal(closing["quote_quantity"]) - Decimal(closing["fee"]) - Decimal(opening["quote_quantity"])
-            else:
-                pnl += Decimal(opening["quote_quantity"]) - Decimal(opening["fee"]) - Decimal(closing["quote_quantity"])
+        pnl = sum((average_cost_pnl(f) for f in flows.values() if f[-1]["purpose"] in CLOSES), Decimal(0))
         assert Decimal(book["realized_pnl"]) == pnl, book["name"]
-        assert book["closed_positions"] >= 5 and book["fill_assumptions"]["taker_rate"] == "0.00100000"
+        assert book["closed_positions"] >= (5 if book["name"] != "manager" else 1), book["name"]
+        assert book["fill_assumptions"]["taker_rate"] == "0.00100000"
