@@ -123,7 +123,8 @@ WireInt = Annotated[int, Field(strict=True, ge=0, le=2**53)]
 
 
 class Decision(str, enum.Enum):
-    """The decisions of seed 002 (``analysis_history.decision``)."""
+    """The decisions of seed 002 (``analysis_history.decision``); ``hedge`` ("Advanced
+    Operations") is a valid answer that the machine stores and refuses (spot has no hedge mode)."""
 
     NO_TRADE = "no_trade"
     WATCH = "watch"
@@ -136,6 +137,7 @@ class Decision(str, enum.Enum):
     UPDATE_STOP_LOSS = "update_stop_loss"
     UPDATE_TAKE_PROFIT = "update_take_profit"
     FLIP_POSITION = "flip_position"
+    HEDGE = "hedge"
 
 
 class _Wire(BaseModel):

@@ -16,7 +16,9 @@ from jsonschema import Draft202012Validator
 
 __all__ = ["OPENAPI", "BadRequest", "validate_body"]
 
-_REASON = {"type": "string", "minLength": 1, "maxLength": 200}
+#: Free text stored in Postgres: no NUL (TEXT cannot hold it) nor other control characters but tab/newline.
+_REASON = {"type": "string", "minLength": 1, "maxLength": 200,
+           "pattern": "^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"}
 _UUID = {"type": "string", "format": "uuid",
          "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
 _DECIMAL = {"type": ["string", "null"], "description": "a decimal number as a string (quote or base asset)"}

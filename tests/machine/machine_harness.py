@@ -7,9 +7,9 @@ aiohttp app, Postgres is real; the machine runs as ``python -m machine``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +24,6 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
@@ -59,10 +53,26 @@ class MachineProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout_s: float = 60.0) -> None:
+        """Start the machine (``HTTP_PORT=0``: it binds a free port itself, read from its
+        ``machine_started`` log line, so no port is picked and released before it binds)."""
         self._log = open(self.log_path, "ab")
+        offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen([sys.executable, "-m", "machine"], env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=REPO)
         self.starts += 1
+
+        async def bound() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"machine exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                for line in log:
+                    if b'"machine_started"' in line:
+                        self.port = int(json.loads(line)["http_port"])
+                        return True
+            return False
+
+        await wait_for(bound, timeout_s, "the machine's machine_started log line", every_s=0.1)
 
         async def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -173,7 +183,6 @@ async def machine_stack(db_url, binance_data, tmp_path, request):
     machines: list[MachineProcess] = []
 
     def make_machine(**extra_env: str) -> MachineProcess:
-        port = free_port()
         mtoken = "machine-" + uuid.uuid4().hex
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -185,7 +194,7 @@ async def machine_stack(db_url, binance_data, tmp_path, request):
             "ANALYSIS_TOKEN": token,
             "MACHINE_TOKEN": mtoken,
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(port),
+            "HTTP_PORT": "0",
             "FLY_MACHINE_ID": "test-machine-1",
             "MONITOR_INTERVAL_S": "0.25",
             "HEARTBEAT_INTERVAL_S": "1",
@@ -193,7 +202,7 @@ async def machine_stack(db_url, binance_data, tmp_path, request):
             "CLOSE_GRACE_S": "1",
             **extra_env,
         }
-        m = MachineProcess(env, tmp_path / f"machine-{len(machines)}.log", port, mtoken)
+        m = MachineProcess(env, tmp_path / f"machine-{len(machines)}.log", 0, mtoken)
         machines.append(m)
         return m
 

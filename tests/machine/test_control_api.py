@@ -127,6 +127,7 @@ async def test_the_api_is_described_in_openapi_3_1(env):
     ("/shutdown", [1], "body"),
     ("/reload-traders", b"[1, 2", "not JSON"),
     ("/reload-traders", {"traders": "all"}, "'traders' was unexpected"),
+    ("/stop-entries", {"reason": "nul\u0000byte"}, "reason: 'nul\\x00byte' does not match"),  # found by the fuzz: was a 500
 ])
 async def test_reported_bad_bodies_are_400s_that_change_nothing(env, path, body, error):
     status, answer = await call(env, "POST", path, body)

@@ -28,14 +28,12 @@ async def test_fires_once_when_every_symbol_closed():
         timers.on_kline_closed("A", "1m", 60_000)
         timers.on_kline_closed("A", "1m", 60_000)  # duplicate close
         timers.on_kline_closed("B", "1h", 60_000)  # other interval
-        await asyncio.sleep(0)
-        assert fired == []
+        assert timers.close_ticks == 0 and fired == []  # counted when a tick is scheduled: nothing was
         timers.on_kline_closed("B", "1m", 60_000)
         await asyncio.wait_for(done.wait(), 5)
         timers.on_kline_closed("B", "1m", 60_000)  # late duplicate after firing
         timers.on_kline_closed("Z", "1m", 120_000)  # not the trader's symbol
-        await asyncio.sleep(0.05)
-        assert fired == [60_000]
+        assert timers.close_ticks == 1 and fired == [60_000]
     finally:
         timers.shutdown()
 
@@ -60,8 +58,7 @@ async def test_a_later_close_completes_the_previous_candle():
         for t in (60_000, 120_000, 180_000):
             timers.on_kline_closed("A", "1m", t)
         await asyncio.wait_for(done.wait(), 5)
-        await asyncio.sleep(0.05)
-        assert fired == [60_000, 120_000]  # 180_000 still waits for B
+        assert timers.close_ticks == 2 and fired == [60_000, 120_000]  # 180_000 still waits for B
     finally:
         timers.shutdown()
 
@@ -75,8 +72,7 @@ async def test_pending_candles_are_coalesced_not_queued():
         timers.on_kline_closed("B", "1m", 60_000)  # out of order: two candles pending
         timers.on_kline_closed("A", "1m", 180_000)
         await asyncio.wait_for(done.wait(), 5)
-        await asyncio.sleep(0.05)
-        assert fired == [120_000]  # one tick for the newest complete candle; 60_000 skipped
+        assert timers.close_ticks == 1 and fired == [120_000]  # one tick for the newest complete candle; 60_000 skipped
         assert timers.skipped == 1
     finally:
         timers.shutdown()
