@@ -62,6 +62,9 @@ class MachineApi:
     async def resume(self, trader_id: UUID, reason: str | None = None) -> dict[str, Any]:
         return await self._call("POST", f"/traders/{trader_id}/resume", {"reason": reason} if reason else {})
 
+    async def reload_traders(self) -> dict[str, Any]:
+        return await self._call("POST", "/reload-traders", {})
+
     async def force_exit(self, *, position_id: UUID | None = None, trader_id: UUID | None = None,
                          everything: bool = False) -> dict[str, Any]:
         """Close one position, a trader's positions, or all of them (exactly one must be given)."""

@@ -1,5 +1,5 @@
-"""``control-plane traders pause|resume`` and ``positions exit``: a user's machine steered over
-its control API (``control_plane.machine_api``)."""
+"""``control-plane traders pause|resume|enable`` and ``positions exit``: a user's machine steered
+over its control API (``control_plane.machine_api``)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,37 @@ def traders_resume(user_id: UUID, trader_id: UUID,
     """Make a paused or halted trader ACTIVE again."""
     answer = _on_machine(user_id, lambda api: api.resume(trader_id, reason))
     console.print(f"trader {trader_id}: {answer['state']}")
+
+
+@traders_app.command("enable")
+def traders_enable(user_id: UUID, trader_id: UUID) -> None:
+    """Enable a paused trader (a generated one is saved paused) and ask the user's machine to load it
+    (without a running machine it is loaded when the machine starts)."""
+    from control_plane.machine_api import MachineApiError, machine_api_for
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> str:
+        enabled = await pool.fetchval(
+            "UPDATE traders SET status = 'active', updated_at = NOW() WHERE id = $1 AND user_id = $2 "
+            "AND status = 'paused' RETURNING id", trader_id, user_id)
+        if enabled is None:
+            return "missing"
+        secret = _secret(settings)
+        try:
+            if secret is None:
+                raise MachineApiError("no MACHINE_TOKEN_SECRET")
+            api = await machine_api_for(pool, user_id, secret)
+            try:
+                await api.reload_traders()
+            finally:
+                await api.aclose()
+        except MachineApiError as exc:
+            return f"enabled; the machine loads it when it starts ({exc})"
+        return "enabled and loaded by the machine"
+
+    outcome = asyncio.run(_with_pool(run))
+    if outcome == "missing":
+        _fail(f"user {user_id} has no paused trader {trader_id}")
+    console.print(f"trader {trader_id}: {outcome}")
 
 
 @positions_app.command("exit")

@@ -303,6 +303,16 @@ async def test_the_cli_pauses_resumes_and_exits_through_the_machine_api(env, db_
         listed = await run("traders", "list", str(env.user_id), "--json")
         books = {b["name"]: b for b in orjson.loads(listed.stdout.splitlines()[-1])}
         assert books["beta"]["metrics"]["paper"]["closed_positions"] == 1 and books["alpha"]["risk_state"] == ACTIVE
+        generated = await env.pool.fetchval(
+            "INSERT INTO traders (user_id, name, filter_code, ai_instructions, timeframes, check_interval, "
+            "reanalysis_interval, status) VALUES ($1, 'generated', 'x', 'y', '{1m}', '1m_close', '5m', 'paused') "
+            "RETURNING id", env.user_id)
+        enabled = await run("traders", "enable", str(env.user_id), str(generated))
+        assert enabled.exit_code == 0, enabled.output
+        assert await env.pool.fetchval("SELECT status FROM traders WHERE id = $1", generated) == "active"
+        assert env.machine.reloads == 1  # the machine was asked to load it
+        again = await run("traders", "enable", str(env.user_id), str(generated))
+        assert again.exit_code == 1 and "no paused trader" in " ".join(again.output.split())
         unknown = await run("traders", "pause", str(uuid.uuid4()), str(alpha.id))
         assert unknown.exit_code == 1 and "has no machine" in " ".join(unknown.output.split())
     finally:
