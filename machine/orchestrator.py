@@ -325,8 +325,7 @@ class Machine:
             ok = await self._load_trader(trader)
             counts["changed" if current is not None else "added"] += ok
             counts["rejected"] += not ok
-        if hasattr(self, "risk"):
-            self.risk.set_traders(self._trader_configs())
+        self.risk.set_traders(self._trader_configs())
         return counts
 
     async def _on_trader_broken(self, rt: TraderRuntime, reason: str) -> None:

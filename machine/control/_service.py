@@ -21,11 +21,11 @@ from machine.persistence import PositionRecord, RiskRepository, TradingRepositor
 from machine.risk import ACTIVE, HALTED, REDUCING, RiskService
 from machine.traders import TraderConfig
 
-__all__ = ["Conflict", "ControlService", "UnknownTrader"]
+__all__ = ["Conflict", "ControlService", "NotFound"]
 
 
-class UnknownTrader(LookupError):
-    """No loaded trader with that id."""
+class NotFound(LookupError):
+    """No loaded trader, or no open position, with that id (HTTP 404)."""
 
 
 class Conflict(RuntimeError):
@@ -67,7 +67,7 @@ class ControlService:
         for trader in self._traders():
             if trader.id == trader_id:
                 return trader
-        raise UnknownTrader(f"no loaded trader {trader_id}")
+        raise NotFound(f"no loaded trader {trader_id}")
 
     async def traders(self) -> list[dict[str, Any]]:
         """Every loaded trader: risk states, paper balances, open positions and metrics per mode."""
@@ -119,7 +119,7 @@ class ControlService:
         if position_id is not None:
             chosen = [p for p in positions if p.id == position_id]
             if not chosen:
-                raise UnknownTrader(f"no open position {position_id}")
+                raise NotFound(f"no open position {position_id}")
         elif trader_id is not None:
             self._trader(trader_id)
             chosen = [p for p in positions if p.trader_id == trader_id]

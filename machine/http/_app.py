@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from machine.control import Conflict, ControlService, UnknownTrader
+from machine.control import Conflict, ControlService, NotFound
 from machine.http._metrics import MetricsSnapshot, render_prometheus
 from machine.http._openapi import OPENAPI, BadRequest, validate_body
 
@@ -62,7 +62,7 @@ def _middleware(token: str) -> Callable[..., Any]:
             return await handler(request)
         except BadRequest as exc:
             return _error(400, str(exc))
-        except UnknownTrader as exc:
+        except NotFound as exc:
             return _error(404, str(exc))
         except Conflict as exc:
             return _error(409, str(exc))
@@ -142,9 +142,7 @@ def create_app(control: MachineControl, token: str, api: ControlService | None =
         return _json(await need_api().resume_entries(payload.get("reason")))
 
     async def force_exit(request: web.Request) -> web.Response:
-        payload = await body(request, "ForceExit")
-        if not payload:
-            raise BadRequest("body: one of positionId, traderId or all is required")
+        payload = await body(request, "ForceExit")  # exactly one key (minProperties/maxProperties)
         return _json(await need_api().force_exit(
             position_id=UUID(payload["positionId"]) if "positionId" in payload else None,
             trader_id=UUID(payload["traderId"]) if "traderId" in payload else None,

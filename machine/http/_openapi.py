@@ -53,7 +53,7 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def _op(summary: str, *, body: str | None = None, auth: bool = True, ok: dict[str, Any] | None = None,
-        path_id: str | None = None) -> dict[str, Any]:
+        path_id: str | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {
         "200": {"description": "OK", "content": {"application/json": {"schema": ok or {"type": "object"}}}}}}
     if auth:
@@ -65,10 +65,13 @@ def _op(summary: str, *, body: str | None = None, auth: bool = True, ok: dict[st
             "schema": {"$ref": f"#/components/schemas/{body}"}}}}
         op["responses"]["400"] = {"description": "malformed body; the message names the field",
                                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    errors = dict(errors or {})
     if path_id is not None:
         op["parameters"] = [{"name": path_id, "in": "path", "required": True, "schema": _UUID}]
-        op["responses"]["404"] = {"description": "unknown trader",
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        errors.setdefault("404", "unknown trader")
+    for status, description in errors.items():
+        op["responses"][status] = {"description": description,
+                                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     return op
 
 
@@ -90,8 +93,10 @@ OPENAPI: dict[str, Any] = {
         "/traders/{traderId}/resume": {"post": _op("make the trader ACTIVE again", body="ReasonBody",
                                                    path_id="traderId")},
         "/stop-entries": {"post": _op("no new entries for any trader (exits only)", body="ReasonBody")},
-        "/resume-entries": {"post": _op("entries allowed again", body="ReasonBody")},
-        "/force-exit": {"post": _op("close positions at market by hand", body="ForceExit")},
+        "/resume-entries": {"post": _op("entries allowed again", body="ReasonBody",
+                                        errors={"409": "the user is HALTED by the kill switch"})},
+        "/force-exit": {"post": _op("close positions at market by hand", body="ForceExit",
+                                    errors={"404": "no such open position or loaded trader"})},
         "/reload-traders": {"post": _op("reload the traders from the database", body="ReasonBody")},
         "/shutdown": {"post": _op("save state and stop", body="ReasonBody")},
     },

@@ -58,7 +58,8 @@ class RiskService:
         self._user_id = user_id
         self._repo = repo
         self._equity = equity
-        self._start_capital = start_capital
+        self._read_start_capital = start_capital
+        self._capital: dict[UUID, Decimal] = {}  # a trader's starting capital does not change: read once
         self._period_s = period_s
         self._now_ms = now_ms
         self._traders: dict[UUID, TraderConfig] = {}
@@ -153,6 +154,11 @@ class RiskService:
         raise RiskDenied(reason)
 
     # ------------------------------------------------------------ readings
+    async def _start_capital(self, trader_id: UUID) -> Decimal:
+        if trader_id not in self._capital:
+            self._capital[trader_id] = await self._read_start_capital(trader_id)
+        return self._capital[trader_id]
+
     async def on_closed(self, position: PositionRecord) -> None:
         """A position closed: the trader's metrics are updated and its equity read."""
         trader = self._traders.get(position.trader_id)

@@ -46,7 +46,8 @@ class SequenceResult:
     """What a decision came to.
 
     ``status``: ``empty`` (nothing to do: no_trade, watch), ``refused`` (did not fit the
-    state; ``error`` says why, nothing was sent), ``done`` or ``failed`` (``error``: the
+    state; ``error`` says why, nothing was sent; ``needs_position``: it acts on a position and
+    there is none), ``done`` or ``failed`` (``error``: the
     failed step's reason; earlier steps stay done). ``position``: the symbol's position
     after it (None when there is none open).
     """
@@ -55,6 +56,7 @@ class SequenceResult:
     sequence_id: UUID | None = None
     error: str | None = None
     position: PositionRecord | None = None
+    needs_position: bool = False
 
 
 def _d(value: Any) -> Decimal | None:
@@ -94,7 +96,8 @@ class SequenceEngine:
         record the sequence, run it."""
         planned = plan(decision, trader.mode, position, self._market(symbol, trader.mode), uuid.uuid4())
         if isinstance(planned, Refused):
-            return SequenceResult("refused", error=planned.reason, position=position)
+            return SequenceResult("refused", error=planned.reason, position=position,
+                                  needs_position=planned.needs_position)
         if not planned:
             return SequenceResult("empty", position=position)
         sequence_id = uuid.uuid4()

@@ -51,9 +51,11 @@ class StepPlan:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The decision does not fit the state; ``reason`` is stored with the analysis."""
+    """The decision does not fit the state; ``reason`` is stored with the analysis.
+    ``needs_position``: it acts on a position and there is none."""
 
     reason: str
+    needs_position: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ def plan(
                 return Refused("live spot cannot short")
             return (StepPlan("open", {"side": side, "position_id": str(new_position_id),
                                       "stop_loss": _s(decision.stop_loss), "take_profit": _s(decision.take_profit)}),)
-        return Refused(f"{kind} needs an open position; there is none on this symbol")
+        return Refused(f"{kind} needs an open position; there is none on this symbol", needs_position=True)
     if kind in ("open_long", "open_short"):
         return Refused("a position is already open on this symbol")
     if kind == "close":

@@ -262,7 +262,7 @@ class SignalPipeline:
         if result.status == "refused":
             await self._refuse(analysis_id, result.error or "refused", log_)
             if position is None:
-                reason = "nothing_to_close" if "needs an open position" in (result.error or "") else "risk_denied"
+                reason = "nothing_to_close" if result.needs_position else "risk_denied"
                 await self._signals.close(signal_id, reason, price)
                 return "closed"
             return "position_open"

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from fills_testkit import average_cost_pnl
 from machine.accounts import reduce_changes, realised_pnl
 from machine.analysis import parse_analysis_response
 from machine.execution import ExecutionService, PaperExecutor, SymbolRules, step_order_id
@@ -196,11 +197,10 @@ async def fills(pool, trader_id) -> list[Any]:
 
 def independent_books(rows, start=D("10000")) -> tuple[dict[str, D], dict[uuid.UUID, D]]:
     """Balances (free + locked) per asset and PnL per position from the fills and the fee rule alone:
-    a BUY pays quote N and receives base q - fee; a SELL gives base q and receives N - fee;
-    PnL at the average cost (long: cost of what is held; short: proceeds kept for what is owed)."""
+    a BUY pays quote N and receives base q - fee; a SELL gives base q and receives N - fee; PnL at
+    the average cost (``fills_testkit``)."""
     totals: dict[str, D] = {"USDT": start}
-    state: dict[uuid.UUID, dict[str, D]] = {}
-    pnl: dict[uuid.UUID, D] = {}
+    by_position: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for r in rows:
         base = "BTC"  # every fill of these tests is BTCUSDT
         n = r["price"] * r["quantity"]
@@ -210,22 +210,8 @@ def independent_books(rows, start=D("10000")) -> tuple[dict[str, D], dict[uuid.U
         else:
             totals["USDT"] = totals["USDT"] + n - r["fee"]
             totals[base] = totals.get(base, D(0)) - r["quantity"]
-        s = state.setdefault(r["position_id"], {"size": D(0), "cost": D(0), "long": D(r["side"] == "BUY")})
-        pos_long = s["long"] == 1  # the opening fill is a long's BUY or a short's SELL
-        adds = r["purpose"] in ("open", "increase")
-        if adds:
-            s["size"] += r["quantity"] - r["fee"] if pos_long else r["quantity"]
-            s["cost"] += n if pos_long else n - r["fee"]
-            continue
-        got = r["quantity"] if pos_long else r["quantity"] - r["fee"]
-        if r["purpose"] == "close":
-            out = s["cost"]
-        else:
-            out = s["cost"] if got >= s["size"] else (s["cost"] * got / s["size"]).quantize(EIGHT, rounding=ROUND_HALF_EVEN)
-        pnl[r["position_id"]] = pnl.get(r["position_id"], D(0)) + ((n - r["fee"] - out) if pos_long else (out - n))
-        s["size"] -= got
-        s["cost"] -= out
-    return totals, pnl
+        by_position.setdefault(r["position_id"], []).append({**dict(r), "quote_quantity": n})
+    return totals, {pid: average_cost_pnl(fills) for pid, fills in by_position.items()}
 
 
 async def assert_books_match_the_fills(m: Machine) -> None:

@@ -32,6 +32,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
+from fills_testkit import CLOSES, average_cost_pnl
 from machine_harness import AlwaysOpenLong, add_trader, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,27 +41,6 @@ MARKET_HOURS = 8
 ALWAYS = "def check_signal(symbol, ticker, klines):\n    return len(klines['1m']) > 20\n"
 SHORTED = ["ETHUSDT", "XRPUSDT", "DOGEUSDT", "LTCUSDT", "ADAUSDT"]
 TAKER, MAKER = Decimal("0.001"), Decimal("0.0005")
-
-
-CLOSES = ("close", "stop_loss", "take_profit")
-
-
-def average_cost_pnl(fills: list[dict[str, str]]) -> Decimal:
-    """A closed position's realised PnL from its exported fills in order (module doc)."""
-    long = fills[0]["side"] == "BUY"
-    size = cost = pnl = Decimal(0)
-    for r in fills:
-        qty, n, fee = Decimal(r["quantity"]), Decimal(r["quote_quantity"]), Decimal(r["fee"])
-        if r["purpose"] in ("open", "increase"):
-            size += qty - fee if long else qty
-            cost += n if long else n - fee
-            continue
-        got = qty if long else qty - fee
-        out = cost if r["purpose"] in CLOSES or got >= size else (cost * got / size).quantize(EIGHT, ROUND_HALF_EVEN)
-        pnl += (n - fee - out) if long else (out - n)
-        size -= got
-        cost -= out
-    return pnl
 
 
 def cli(*args: str, db_url: str, tmp_path: Path) -> str:
