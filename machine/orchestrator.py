@@ -28,6 +28,7 @@ from machine.analysis import AnalysisClient
 from machine.control import ControlService
 from machine.execution import ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.http import MetricsSnapshot, create_app
+from machine.latency import LatencyBook, TickTiming
 from machine.market import BinanceRest, MarketFeed
 from machine.persistence import (
     AnalysisRepository,
@@ -74,7 +75,6 @@ class Machine:
         self._started = time.monotonic()
         self._stopped = asyncio.Event()
         self._traders: dict[UUID, _Loaded] = {}
-        self._risk_tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         self._shutting_down = False
         self._runner: web.AppRunner | None = None
@@ -109,6 +109,8 @@ class Machine:
         self._rules = {i.symbol: SymbolRules.from_info(i) for i in infos}
         self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
         self.timers = Timers(close_grace_s=s.close_grace_s)
+        self.latency = LatencyBook()
+        self.store.add_close_listener(self.latency.on_kline_closed)  # before the timers: arrival first
         self.store.add_close_listener(self.timers.on_kline_closed)
 
         traders = await self._trader_repo.load_active(self.user_id)
@@ -124,7 +126,8 @@ class Machine:
             s.analysis_url, s.analysis_token.get_secret_value(), timeout_s=s.analysis_timeout_s,
             max_attempts=s.analysis_attempts,
         )
-        self.monitor = PositionMonitor(self.store.last_price, self._close_position, s.monitor_interval_s)
+        self.monitor = PositionMonitor(self.store.last_price, self._close_position, s.monitor_interval_s,
+                                       latency=self.latency)
         self.store.add_price_listener(self.monitor.on_price)
         self._paper = PaperExecutor(
             self.store.last_price, s.paper_fee_rate, self._rules.__getitem__, s.paper_maker_fee_rate,
@@ -163,7 +166,7 @@ class Machine:
             last_price=self.store.last_price,
             risk=self.risk,
         )
-        self.screener = Screener(self.sandbox, self.pipeline.on_match, self._on_trader_broken, self._market_time_ms)
+        self.screener = Screener(self.sandbox, self._on_match, self._on_trader_broken, self._market_time_ms)
 
         await self._apply_traders(traders)
         self.feed = MarketFeed(self._rest, s.binance_ws_url, self.store)
@@ -196,9 +199,8 @@ class Machine:
             self._log.warning("shutdown_with_ticks_running")
         await self.monitor.stop()
         await self.pipeline.drain()
+        await self.risk.settle()
         await self.risk.stop()
-        if self._risk_tasks:
-            await asyncio.gather(*list(self._risk_tasks), return_exceptions=True)
         await self.feed.stop()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
@@ -328,6 +330,15 @@ class Machine:
         self.risk.set_traders(self._trader_configs())
         return counts
 
+    async def _on_match(self, trader: TraderConfig, symbol: str, market_time_ms: int, tick: TickTiming) -> None:
+        """Screener match -> signal pipeline, traced from the closed kline when the tick was a candle close."""
+        loaded = self._traders.get(trader.id)
+        trace = None
+        if loaded is not None and loaded.check.kind == "close":
+            interval = loaded.check.interval
+            trace = self.latency.entry(str(trader.id), symbol, interval, market_time_ms - INTERVAL_MS[interval], tick)
+        await self.pipeline.on_match(trader, symbol, market_time_ms, trace)
+
     async def _on_trader_broken(self, rt: TraderRuntime, reason: str) -> None:
         await self._trader_repo.set_error(rt.config.id, reason)
         await self._unload_trader(rt.config.id)
@@ -353,9 +364,7 @@ class Machine:
     def _on_position_closed(self, position: PositionRecord, reason: str) -> None:
         self.monitor.forget(position.id)
         self.pipeline.release(position.trader_id, position.symbol)
-        task = asyncio.get_running_loop().create_task(self.risk.on_closed(position))  # metrics, then a reading
-        self._risk_tasks.add(task)
-        task.add_done_callback(self._risk_tasks.discard)
+        self.risk.closed(position)  # metrics, then a reading (coalesced with other closes)
 
     def _trader_configs(self) -> list[TraderConfig]:
         return [loaded.runtime.config for loaded in self._traders.values()]
@@ -479,7 +488,7 @@ class Machine:
                 "stream_malformed_total": float(feed.get("malformed", 0)),
                 "stream_reconnects_total": float(feed.get("reconnects", 0)),
             },
-            gauges={"newest_kline_age_ms": float(self._kline_age_ms() or 0)},
+            gauges={"newest_kline_age_ms": float(self._kline_age_ms() or 0), **self.latency.gauges()},
         )
 
     async def reload_traders(self) -> dict[str, Any]:

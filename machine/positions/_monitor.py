@@ -14,6 +14,7 @@ ambiguous candle.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from uuid import UUID
@@ -21,6 +22,7 @@ from uuid import UUID
 import structlog
 
 from machine.execution import Trigger
+from machine.latency import LatencyBook
 from machine.persistence import PositionRecord
 
 __all__ = ["PositionMonitor", "exit_trigger"]
@@ -54,6 +56,7 @@ class PositionMonitor:
         last_price: latest price of a symbol.
         close: closes a position with a reason (the execution service).
         interval_s: check period in seconds.
+        latency: where exits fired by a price update record their latency (update -> close committed).
     """
 
     def __init__(
@@ -61,10 +64,12 @@ class PositionMonitor:
         last_price: Callable[[str], Decimal | None],
         close: Callable[[PositionRecord, str, Trigger], Awaitable[object]],
         interval_s: float = 1.0,
+        latency: LatencyBook | None = None,
     ) -> None:
         self._last_price = last_price
         self._close = close
         self._interval_s = interval_s
+        self._latency = latency
         self._positions: dict[UUID, PositionRecord] = {}
         self._closing: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
@@ -80,21 +85,27 @@ class PositionMonitor:
 
         Runs in the store's update path, so it only schedules the closes.
         """
+        arrived = time.perf_counter()
         for position in list(self._positions.values()):
             if position.symbol != symbol or position.id in self._closing:
                 continue
             trigger = exit_trigger(position, low, high, last)
             if trigger is not None:
                 self._closing.add(position.id)
-                task = asyncio.get_running_loop().create_task(self._exit(position, trigger))
+                task = asyncio.get_running_loop().create_task(self._exit(position, trigger, arrived))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _exit(self, position: PositionRecord, trigger: Trigger) -> bool:
-        """Close ``position`` for ``trigger``; True when this call closed it (``_closing`` is released)."""
+    async def _exit(self, position: PositionRecord, trigger: Trigger, arrived: float | None = None) -> bool:
+        """Close ``position`` for ``trigger``; True when this call closed it (``_closing`` is released).
+
+        ``arrived``: ``perf_counter`` time of the price update that crossed the level, for the latency book.
+        """
         try:
             if await self._close(position, trigger.kind, trigger) is not None:  # None: already closed
                 self.exits += 1
+                if self._latency is not None and arrived is not None:
+                    self._latency.record_exit(str(position.trader_id), position.symbol, trigger.kind, arrived)
                 return True
         except Exception as exc:  # the position stays monitored; the next price retries
             log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,

@@ -3,7 +3,10 @@
 Lifecycle: :meth:`RiskService.start` loads the persisted states (a restart keeps a halt),
 takes a first equity reading and then reads every trader's equity each ``period_s``
 seconds; :meth:`RiskService.stop` ends that task. Between readings, every close
-(:meth:`on_closed`) updates the trader's metrics and takes a reading at once.
+(:meth:`closed`) updates the trader's metrics and takes a reading at once. Closes that
+arrive while that work runs are coalesced into one more round (their traders' metrics,
+then one reading), so a burst of stop-losses costs one reading, not one per close, and
+does not compete with the closes still being sent.
 
 :meth:`check` is asked before every order (``machine.execution.ExecutionService``): a
 denial raises :class:`~machine.execution.RiskDenied` and is stored as a ``denied`` risk
@@ -66,7 +69,10 @@ class RiskService:
         self._states: dict[tuple[str, UUID], RiskStateRecord] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._dirty: set[tuple[UUID, str]] = set()  # (trader, mode) closed since the last round
+        self._catch_up: asyncio.Task[None] | None = None
         self.denials = 0
+        self.close_rounds = 0
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, traders: Iterable[TraderConfig]) -> None:
@@ -158,6 +164,31 @@ class RiskService:
         if trader_id not in self._capital:
             self._capital[trader_id] = await self._read_start_capital(trader_id)
         return self._capital[trader_id]
+
+    def closed(self, position: PositionRecord) -> None:
+        """A position closed (``ExecutionService``'s ``on_closed``): schedule its metrics and a
+        reading, coalesced with other closes (module doc). Returns at once."""
+        self._dirty.add((position.trader_id, position.mode))
+        if self._catch_up is None or self._catch_up.done():
+            self._catch_up = asyncio.get_running_loop().create_task(self._close_rounds(), name="risk-closes")
+
+    async def settle(self) -> None:
+        """Wait until every close reported to :meth:`closed` is accounted for (shutdown, tests)."""
+        while self._catch_up is not None and not self._catch_up.done():
+            await asyncio.gather(self._catch_up, return_exceptions=True)
+
+    async def _close_rounds(self) -> None:
+        while self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            self.close_rounds += 1
+            try:
+                for trader_id, mode in sorted(dirty, key=str):
+                    trader = self._traders.get(trader_id)
+                    if trader is not None:
+                        await self.update_metrics(trader, mode)
+                await self.evaluate()
+            except Exception:  # the periodic reading goes on; the next close retries
+                log.exception("risk_close_round_failed", user_id=str(self._user_id))
 
     async def on_closed(self, position: PositionRecord) -> None:
         """A position closed: the trader's metrics are updated and its equity read."""

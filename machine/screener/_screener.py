@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from machine.latency import TickTiming
 from machine.traders import TraderConfig
 from sandbox import BatchResult, SandboxPool, SandboxUnavailable, UnknownFilter
 
@@ -66,7 +67,7 @@ class TraderRuntime:
         return checked, matched
 
 
-MatchHandler = Callable[[TraderConfig, str, int], Awaitable[None]]
+MatchHandler = Callable[[TraderConfig, str, int, TickTiming], Awaitable[None]]
 BrokenHandler = Callable[[TraderRuntime, str], Awaitable[None]]
 
 
@@ -75,7 +76,8 @@ class Screener:
 
     Args:
         sandbox: the worker pool.
-        on_match: ``(trader, symbol, market_time_ms)`` for each matching symbol.
+        on_match: ``(trader, symbol, market_time_ms, tick)`` for each matching symbol; ``tick``
+            says when the batch ran (``machine.latency``).
         on_broken: called once when a trader reaches the failure limit.
         market_time_ms: the exchange's current time (for fixed ticks).
     """
@@ -132,7 +134,8 @@ class Screener:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
-        rt.last_tick_ms = (time.perf_counter() - started) * 1000
+        ended = time.perf_counter()
+        rt.last_tick_ms = (ended - started) * 1000
         rt.ticks += 1
         self.ticks += 1
         rt.last_outcome = result.outcome
@@ -153,9 +156,10 @@ class Screener:
             log.info("filter_symbol_errors", trader_id=str(rt.config.id), errors=len(result.errors),
                      symbol=sample_symbol, error=sample[:300])
         when = market_time_ms if market_time_ms is not None else self._market_time_ms()
+        timing = TickTiming(started, ended)
         for symbol in sorted(result.matches):
             rt.matches += 1
-            await self._on_match(rt.config, symbol, when)
+            await self._on_match(rt.config, symbol, when, timing)
         return result
 
     @staticmethod

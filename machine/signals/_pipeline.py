@@ -34,6 +34,7 @@ from uuid import UUID
 import structlog
 
 from machine.analysis import AnalysisClient, AnalysisDecision, AnalysisError, AnalysisRequest, OpenPosition
+from machine.latency import EntryTrace
 from machine.persistence import AnalysisRepository, PositionRecord, SignalRecord, SignalRepository, TradingRepository
 from machine.risk import RiskService
 from machine.sequences import SequenceEngine
@@ -119,8 +120,12 @@ class SignalPipeline:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ------------------------------------------------------------ matches
-    async def on_match(self, trader: TraderConfig, symbol: str, market_time_ms: int) -> None:
-        """Called by the screener for each matching symbol; returns at once."""
+    async def on_match(self, trader: TraderConfig, symbol: str, market_time_ms: int,
+                       trace: EntryTrace | None = None) -> None:
+        """Called by the screener for each matching symbol; returns at once.
+
+        ``trace`` (optional) is marked at the signal, the analysis and the entry fill.
+        """
         key = (trader.id, symbol)
         if key in self._busy:
             return
@@ -131,7 +136,7 @@ class SignalPipeline:
             return
         self._last_candle[key] = candle
         self._busy.add(key)
-        task = asyncio.create_task(self._guarded(self._new_signal(trader, symbol, market_time_ms)))
+        task = asyncio.create_task(self._guarded(self._new_signal(trader, symbol, market_time_ms, trace)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -142,7 +147,8 @@ class SignalPipeline:
             except Exception:
                 log.exception("signal_pipeline_error")
 
-    async def _new_signal(self, trader: TraderConfig, symbol: str, market_time_ms: int) -> None:
+    async def _new_signal(self, trader: TraderConfig, symbol: str, market_time_ms: int,
+                          trace: EntryTrace | None = None) -> None:
         log_ = log.bind(user_id=str(self._user_id), trader_id=str(trader.id), symbol=symbol)
         price = self._last_price(symbol)
         if price is None:
@@ -152,7 +158,9 @@ class SignalPipeline:
         signal_id = await self._signals.create(trader.id, self._user_id, symbol, market_time_ms, price)
         self.signals_created += 1
         log_.info("signal_created", signal_id=str(signal_id), price=str(price))
-        outcome = await self._analyse_and_act(trader, symbol, signal_id, market_time_ms, None)
+        if trace is not None:
+            trace.mark("signal")
+        outcome = await self._analyse_and_act(trader, symbol, signal_id, market_time_ms, None, trace)
         self._settle(trader.id, symbol, outcome)
 
     # ------------------------------------------------------------ re-analysis
@@ -185,7 +193,8 @@ class SignalPipeline:
 
     # ------------------------------------------------------------ core
     async def _analyse_and_act(
-        self, trader: TraderConfig, symbol: str, signal_id: UUID, market_time_ms: int, position: PositionRecord | None
+        self, trader: TraderConfig, symbol: str, signal_id: UUID, market_time_ms: int, position: PositionRecord | None,
+        trace: EntryTrace | None = None,
     ) -> str:
         """Returns the signal's resulting state: ``position_open``, ``watching`` or ``closed``."""
         log_ = log.bind(user_id=str(self._user_id), trader_id=str(trader.id), symbol=symbol, signal_id=str(signal_id))
@@ -236,17 +245,19 @@ class SignalPipeline:
             metadata=decision.metadata,
         )
         log_.info("analysis_stored", decision=decision.decision, valid=decision.valid, confidence=decision.confidence)
+        if trace is not None:
+            trace.mark("analysed")
         if not decision.valid:
             self.decisions_rejected += 1
             if position is None:
                 await self._signals.close(signal_id, "invalid_decision")
                 return "closed"
             return "position_open"
-        return await self._act(trader, symbol, signal_id, position, decision, analysis_id, log_)
+        return await self._act(trader, symbol, signal_id, position, decision, analysis_id, log_, trace)
 
     async def _act(
         self, trader: TraderConfig, symbol: str, signal_id: UUID, position: PositionRecord | None,
-        decision: AnalysisDecision, analysis_id: UUID, log_: Any,
+        decision: AnalysisDecision, analysis_id: UUID, log_: Any, trace: EntryTrace | None = None,
     ) -> str:
         """Execute a valid decision as an order sequence; returns the signal's state."""
         kind = decision.decision
@@ -259,6 +270,8 @@ class SignalPipeline:
             return "watching"
         result = await self._sequences.execute(trader, decision, symbol=symbol, signal_id=signal_id,
                                                analysis_id=analysis_id, position=position)
+        if trace is not None and position is None and result.status == "done" and result.position is not None:
+            trace.filled()  # the entry's fill is committed
         if result.status == "refused":
             await self._refuse(analysis_id, result.error or "refused", log_)
             if position is None:

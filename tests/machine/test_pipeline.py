@@ -6,6 +6,7 @@ Market data: real recorded BTCUSDT klines."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from decimal import Decimal as D
 from typing import Any
@@ -243,3 +244,27 @@ async def test_a_halted_trader_gets_no_new_signals(stack):
     await stack.pipeline.on_match(stack.trader, "BTCUSDT", stack.market_ms)
     await stack.pipeline.drain()
     assert await stack.pool.fetchval("SELECT count(*) FROM signals") == 0
+
+
+async def test_an_entry_is_traced_signal_then_analysis_then_fill_and_only_a_fill_is_sampled(stack):
+    from machine.latency import LatencyBook, TickTiming
+
+    book = LatencyBook()
+    stack.backend.queue.extend([result("no_trade"), result("open_long")])
+    traces = []
+    for _ in range(2):
+        open_time = stack.market_ms - 60_000
+        book.on_kline_closed("BTCUSDT", "1m", open_time)
+        now = time.perf_counter()
+        trace = book.entry(str(stack.trader.id), "BTCUSDT", "1m", open_time, TickTiming(now, now))
+        traces.append(trace)
+        await stack.pipeline.on_match(stack.trader, "BTCUSDT", stack.market_ms, trace)
+        await stack.pipeline.drain()
+        stack.market_ms += 60_000
+    no_trade, opened = traces
+    assert "filled" not in no_trade.marks and set(no_trade.marks) >= {"signal", "analysed"}
+    m = opened.marks
+    assert m["arrived"] <= m["screen_start"] <= m["screen_end"] <= m["signal"] <= m["analysed"] <= m["filled"]
+    assert await stack.pool.fetchval("SELECT count(*) FROM positions WHERE status = 'open'") == 1
+    gauges = book.gauges()
+    assert gauges["latency_entry_total_p50_ms"] == round(opened.stages_ms()["total"], 3)  # one sample: the fill

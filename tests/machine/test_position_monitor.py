@@ -95,3 +95,35 @@ def test_the_store_announces_only_new_extremes_of_a_candle_and_every_ticker():
         ("BTCUSDT", D("99.1"), D("99.1"), D("99.1")),
     ]
     store.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("low", "high", "kind"), [(99.0, 105.5, "stop_loss"), (89.5, 101.0, "take_profit")])
+async def test_a_short_closes_on_a_high_through_its_stop_and_a_low_through_its_target(low, high, kind):
+    """A short's stop-loss is above the price and its take-profit below: the monitor reads the sides
+    the other way round from a long, through the store's price listener."""
+    from machine.latency import LatencyBook
+
+    store = MarketStore(["BTCUSDT"], limit=10)
+    book = LatencyBook()
+    exits: list[tuple[str, Trigger]] = []
+
+    async def close(p, reason, trigger):
+        exits.append((reason, trigger))
+        return (D(0), D(0))
+
+    monitor = PositionMonitor(store.last_price, close, latency=book)
+    store.add_price_listener(monitor.on_price)
+    store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
+    monitor.track(position("short", sl=D("105"), tp=D("90")))
+    store.apply_kline(kline(T0, 100, 104.9, 90.1, 100, T0 + 2000))  # inside both levels: nothing
+    await monitor.stop()
+    assert exits == [] and book.gauges() == {}
+    store.apply_kline(kline(T0, 100, high, low, 100, T0 + 3000))
+    await monitor.stop()
+    level = D("105") if kind == "stop_loss" else D("90")
+    assert [(reason, t.kind, t.level) for reason, t in exits] == [(kind, kind, level)]
+    gauges = book.gauges()  # the exit's latency, price update -> close done, is sampled under its kind
+    assert set(gauges) == {f"latency_exit_{kind}_p50_ms", f"latency_exit_{kind}_p99_ms"}
+    assert 0 <= gauges[f"latency_exit_{kind}_p99_ms"] < 5000
+    store.close()

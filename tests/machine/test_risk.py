@@ -4,6 +4,8 @@ restart, every denial is an event, metrics are stored on every close."""
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import replace
 from decimal import Decimal as D
 
@@ -245,3 +247,35 @@ async def test_a_live_trader_reuses_nothing_of_the_paper_metrics(make_stack):
     await s.risk.update_metrics(live, "live")
     rows = {r["mode"]: r for r in await s.repo.metrics(s.trader.id)}
     assert rows["paper"]["closed_positions"] == 1 and rows["live"]["closed_positions"] == 0
+
+
+async def test_a_burst_of_closes_is_one_round_of_metrics_and_readings_not_one_per_close(make_stack):
+    """Every close used to start its own metrics update and equity reading of every trader: a
+    burst of stop-losses queued dozens of full readings behind the closes still being sent."""
+    s = await make_stack(max_drawdown_pct=D(5))
+    traders = [s.trader] + [await add_trader(s.pool, s.user_id, f"t{i}", max_drawdown_pct=D(5)) for i in (2, 3)]
+    s.risk.set_traders(traders)
+    positions = [await s.open(trader=t) for t in traders]
+    await s.risk.evaluate()  # every trader's equity peak
+    s.prices["BTCUSDT"] = D("30000.00")  # -40 %: the closes take every trader past its max drawdown
+    evaluations = []
+    real_evaluate = s.risk.evaluate
+
+    async def counting_evaluate():
+        evaluations.append(1)
+        await real_evaluate()
+
+    s.risk.evaluate = counting_evaluate
+    trigger = Trigger("stop_loss", D("49000"), D("30000"), D("30000"), D("30000"))
+    await asyncio.gather(*(s.execution.close(p, "stop_loss", trigger) for p in positions))
+    for position in positions:  # the closes of one price update report in one go
+        s.risk.closed(position)  # what the machine's on_closed does; returns at once
+    await s.risk.settle()
+    assert s.risk.close_rounds == 1 and len(evaluations) == 1  # one round for the three closes
+    rows = await s.pool.fetch("SELECT * FROM trader_metrics WHERE mode = 'paper'")
+    assert sorted((r["trader_id"], r["closed_positions"], r["losses"]) for r in rows) == sorted(
+        (t.id, 1, 1) for t in traders)  # every close is in its trader's metrics
+    assert [s.risk.states(t.id)[0] for t in traders] == [HALTED] * 3  # and the one reading saw all of them
+    s.risk.closed(positions[0])  # a close reported after the round: another round
+    await s.risk.settle()
+    assert s.risk.close_rounds == 2

@@ -45,7 +45,7 @@ class Run:
         self.market = market
         self.tick_id = 0
 
-        async def on_match(cfg: TraderConfig, symbol: str, when: int) -> None:
+        async def on_match(cfg: TraderConfig, symbol: str, when: int, _tick: object) -> None:
             self.matches.append(symbol)
 
         async def on_broken(rt: TraderRuntime, reason: str) -> None:

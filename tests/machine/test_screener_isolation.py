@@ -51,7 +51,7 @@ async def screen(market, configs: list[TraderConfig]) -> tuple[dict[str, TraderR
     broken: list[tuple[str, str]] = []
     tick_index = [0]
 
-    async def on_match(config: TraderConfig, symbol: str, when_ms: int) -> None:
+    async def on_match(config: TraderConfig, symbol: str, when_ms: int, _tick: object) -> None:
         matches[config.name][tick_index[0]].append(symbol)
 
     async def on_broken(rt: TraderRuntime, reason: str) -> None:
