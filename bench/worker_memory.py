@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import builtins
 import json
-import os
 import sys
 import time
 from pathlib import Path

@@ -335,6 +335,9 @@ class KlineStream:
             async for msg in ws:
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._handle(msg.data)
+                    # A burst of buffered messages is read without suspending; yield after each so
+                    # the work a message started (a stop-loss's close) runs now, not after the burst.
+                    await asyncio.sleep(0)
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     _log.warning("stream_error", error=repr(ws.exception())[:200])
                     break

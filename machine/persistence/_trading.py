@@ -212,25 +212,22 @@ class TradingRepository:
             held, locked, changes: from ``machine.accounts.open_fill_changes`` (size held or
                 owed, quote the position keeps locked, balance changes; applied for paper only).
         """
+        side = "long" if trade.side == "BUY" else "short"
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
-                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+            row = await conn.fetchrow(  # the trade, the signal and the position in one round trip
+                "WITH t AS (UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
+                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending' "
+                "RETURNING 1), "
+                "s AS (UPDATE signals SET status = 'position_open', current_price = $2, updated_at = NOW() "
+                "WHERE id = $14 RETURNING 1) "
+                "UPDATE positions SET status = 'open', entry_price = $2, size = $9, fees = fees + $10, stop_loss = $11, "
+                "take_profit = $12, reserved = $13, cost_basis = $15, opened_at = NOW() WHERE id = $8 RETURNING *",
                 trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
-            )
-            side = "long" if trade.side == "BUY" else "short"
-            row = await conn.fetchrow(
-                "UPDATE positions SET status = 'open', entry_price = $2, size = $3, fees = fees + $4, stop_loss = $5, "
-                "take_profit = $6, reserved = $7, cost_basis = $8, opened_at = NOW() WHERE id = $1 RETURNING *",
-                trade.position_id, price, held, fee_quote, stop_loss, take_profit,
-                locked if trade.type == "paper" else Decimal(0), cost_of_fill(side, price, quantity, fee),
+                trade.position_id, held, fee_quote, stop_loss, take_profit,
+                locked if trade.type == "paper" else Decimal(0), signal_id, cost_of_fill(side, price, quantity, fee),
             )
             if trade.type == "paper":
                 await self._apply(conn, trade.trader_id, changes)
-            await conn.execute(
-                "UPDATE signals SET status = 'position_open', current_price = $2, updated_at = NOW() WHERE id = $1",
-                signal_id, price,
-            )
         return PositionRecord.from_row(row)
 
     # ------------------------------------------------------------ closing
@@ -247,7 +244,9 @@ class TradingRepository:
         """
         quantity = position.size if quantity is None else quantity
         order_side = "SELL" if position.side == "long" else "BUY"
-        async with self._pool.acquire() as conn, conn.transaction():
+        # No transaction around the two: under READ COMMITTED it would not make them atomic either.
+        # The unique indexes decide a race (a second pending close, or the same id): nothing inserted.
+        async with self._pool.acquire() as conn:
             attempts = await conn.fetchval(
                 "SELECT count(*) FROM trades WHERE position_id = $1 AND purpose = 'close'", position.id
             )
@@ -295,30 +294,26 @@ class TradingRepository:
         """
         assert position.entry_price is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT cost_basis, realized_pnl FROM positions WHERE id = $1 FOR UPDATE",
-                                      position.id)
-            invested = await conn.fetchval(
-                "SELECT sum(price * quantity) FROM trades WHERE position_id = $1 AND purpose IN ('open', 'increase') "
-                "AND status = 'filled'", position.id)
+            row = await conn.fetchrow(
+                "SELECT cost_basis, realized_pnl, (SELECT sum(price * quantity) FROM trades WHERE position_id = $1 "
+                "AND purpose IN ('open', 'increase') AND status = 'filled') AS invested FROM positions WHERE id = $1 "
+                "FOR UPDATE", position.id)
+            invested = row["invested"]
             pnl = row["realized_pnl"] + close_pnl(position.side, price, quantity, fee, row["cost_basis"])
             pnl_pct = (pnl / invested * 100).quantize(Decimal("0.0001")) if invested else Decimal(0)
-            await conn.execute(
-                "UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
-                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending'",
+            await conn.execute(  # the trade, the position and the signal in one round trip
+                "WITH t AS (UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
+                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending' "
+                "RETURNING 1), "
+                "s AS (UPDATE signals SET status = 'closed', close_reason = $12, current_price = $2, closed_at = NOW(), "
+                "updated_at = NOW() WHERE id = $13 RETURNING 1) "
+                "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $9, pnl = $10, pnl_percent = $11, "
+                "reserved = 0, cost_basis = 0, realized_pnl = $10, closed_at = NOW(), close_reason = $12 WHERE id = $8",
                 trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
-            )
-            await conn.execute(
-                "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $3, pnl = $4, pnl_percent = $5, "
-                "reserved = 0, cost_basis = 0, realized_pnl = $4, closed_at = NOW(), close_reason = $6 WHERE id = $1",
-                position.id, price, fee_quote, pnl, pnl_pct, reason,
+                position.id, fee_quote, pnl, pnl_pct, reason, position.signal_id,
             )
             if trade.type == "paper":
                 await self._apply(conn, trade.trader_id, changes)
-            await conn.execute(
-                "UPDATE signals SET status = 'closed', close_reason = $2, current_price = $3, closed_at = NOW(), "
-                "updated_at = NOW() WHERE id = $1",
-                position.signal_id, reason, price,
-            )
         return pnl, pnl_pct
 
     # ------------------------------------------------------------ changing size (order sequences)
@@ -510,18 +505,25 @@ class TradingRepository:
 
     @staticmethod
     async def _apply(conn: asyncpg.Connection, trader_id: UUID, changes: list[BalanceChange]) -> None:
-        """Add each change to the asset's free and locked balance (the row is created on first use)."""
+        """Add each change to the asset's free and locked balance (the row is created on first use).
+
+        One statement for all assets (an update of the rows that exist, an insert of the others):
+        an upsert would check ``locked >= 0`` on the proposed row of a release and fail.
+        """
+        totals: dict[str, list[Decimal]] = {}
         for change in changes:
-            updated = await conn.fetchval(
-                "UPDATE paper_balances SET free = free + $3, locked = locked + $4, updated_at = NOW() "
-                "WHERE trader_id = $1 AND asset = $2 RETURNING 1",
-                trader_id, change.asset, change.free, change.locked,
-            )
-            if updated is None:
-                await conn.execute(
-                    "INSERT INTO paper_balances (trader_id, asset, free, locked) VALUES ($1, $2, $3, $4)",
-                    trader_id, change.asset, change.free, change.locked,
-                )
+            free, locked = totals.setdefault(change.asset, [Decimal(0), Decimal(0)])
+            totals[change.asset] = [free + change.free, locked + change.locked]
+        if not totals:
+            return
+        await conn.execute(
+            "WITH c (asset, free, locked) AS (SELECT * FROM unnest($2::text[], $3::numeric[], $4::numeric[])), "
+            "u AS (UPDATE paper_balances b SET free = b.free + c.free, locked = b.locked + c.locked, updated_at = NOW() "
+            "FROM c WHERE b.trader_id = $1 AND b.asset = c.asset RETURNING b.asset) "
+            "INSERT INTO paper_balances (trader_id, asset, free, locked) "
+            "SELECT $1, c.asset, c.free, c.locked FROM c WHERE c.asset NOT IN (SELECT asset FROM u)",
+            trader_id, list(totals), [v[0] for v in totals.values()], [v[1] for v in totals.values()],
+        )
 
 
 def _trade(r: asyncpg.Record) -> TradeRecord:

@@ -91,6 +91,7 @@ class TraderConfig:
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
-        """Changes whenever anything the machine runs changes (reload detection)."""
-        return (self.version, self.filter_code, self.timeframes, self.check_interval, self.symbols, self.mode, self.risk,
-                self.model_tier, self.analysis_candles)
+        """Changes whenever anything the machine runs changes (reload detection), also when a
+        setting was edited without bumping ``version``."""
+        return (self.version, self.filter_code, self.timeframes, self.check_interval, self.reanalysis_interval,
+                self.symbols, self.mode, self.risk, self.ai_instructions, self.model_tier, self.analysis_candles)

@@ -147,7 +147,7 @@ def llama_server(model: Path, *, log_path: Path, api_key: str | None = None,
         raise RuntimeError(f"{exe} is missing: run `make llama-server` (builds it in about 4 minutes)")
     port = _free_port()
     args = [str(exe), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", str(ctx_size),
-            "-np", "1", "-t", "1", "--jinja", "--no-webui"]
+            "-np", "1", "-t", "1", "--jinja", "--no-webui", "--seed", "7"]  # sampling seed: repeatable answers
     if api_key:
         args += ["--api-key", api_key]
     with log_path.open("wb") as log:

@@ -124,12 +124,17 @@ class AlwaysOpenLong:
     per_symbol: dict[str, str] = {}  # symbol -> decision for new signals, overriding ``decision``
     #: decisions for re-analyses of an open position, in turn per (trader, symbol); empty: always ``watch``
     reanalysis: tuple[str, ...] = ()
+    #: when set, every answer waits for it (a test holds the machine inside its analysis call)
+    gate: asyncio.Event | None = None
     _turns: dict[tuple[str, str], int] = {}
 
     async def analyze(self, request: Any) -> Any:
         from decimal import Decimal
 
         from control_plane.analysis import AnalysisResult, Decision
+
+        if self.gate is not None:
+            await self.gate.wait()
 
         position = getattr(request, "position", None)
         if position is not None:
