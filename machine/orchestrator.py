@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -26,7 +26,7 @@ from aiohttp import web
 from machine.accounts import equity
 from machine.analysis import AnalysisClient
 from machine.control import ControlService
-from machine.execution import ExecutionService, PaperExecutor, SymbolRules, Trigger
+from machine.execution import CloseRequest, ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.http import MetricsSnapshot, create_app
 from machine.latency import LatencyBook, TickTiming
 from machine.market import BinanceRest, MarketFeed
@@ -126,7 +126,7 @@ class Machine:
             s.analysis_url, s.analysis_token.get_secret_value(), timeout_s=s.analysis_timeout_s,
             max_attempts=s.analysis_attempts,
         )
-        self.monitor = PositionMonitor(self.store.last_price, self._close_position, s.monitor_interval_s,
+        self.monitor = PositionMonitor(self.store.last_price, self._close_positions, s.monitor_interval_s,
                                        latency=self.latency)
         self.store.add_price_listener(self.monitor.on_price)
         self._paper = PaperExecutor(
@@ -358,8 +358,9 @@ class Machine:
         loaded = self._traders.get(trader_id)
         return loaded.runtime.config if loaded is not None else None
 
-    async def _close_position(self, position: PositionRecord, reason: str, trigger: Trigger | None = None) -> Any:
-        return await self.execution.close(position, reason, trigger)
+    async def _close_positions(self, batch: Sequence[tuple[PositionRecord, Trigger]]) -> list[Any]:
+        """The monitor's exits: every position one price update crossed, closed in one batch."""
+        return await self.execution.close_many([CloseRequest(p, t.kind, t) for p, t in batch])
 
     def _on_position_closed(self, position: PositionRecord, reason: str) -> None:
         self.monitor.forget(position.id)

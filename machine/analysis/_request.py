@@ -53,6 +53,10 @@ _TIME_COLUMNS = frozenset({0, 6, 8})  # open_time, close_time, trades (integers)
 
 def _number_text(value: Any, what: str) -> str:
     """The JSON string for a price/volume (rules: module docstring)."""
+    if type(value) is float:  # the store's candles: most values, so checked first (no ABC checks)
+        if not math.isfinite(value):
+            raise ValueError(f"{what}: not a finite number: {value}")
+        return f"{value:.8f}"
     if isinstance(value, bool):
         raise ValueError(f"{what}: expected a number, got a boolean")
     if isinstance(value, Decimal):
@@ -77,6 +81,10 @@ def _number_text(value: Any, what: str) -> str:
 
 
 def _integer(value: Any, what: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():  # the store's times: whole floats
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise ValueError(f"{what}: expected an integer, got {value!r}")
     if isinstance(value, numbers.Integral):

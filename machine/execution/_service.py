@@ -27,31 +27,27 @@ import asyncpg
 import structlog
 
 from machine.accounts import (
-    close_fill_changes,
-    close_quantity,
     equity,
     open_fill_changes,
     open_reservation,
     reduce_changes,
 )
+from machine.execution._closing import MANUAL_EXIT, _Closing, fee_in_quote
 from machine.execution._errors import NoPrice, RiskDenied
 from machine.execution._fill_rules import market_fill_price
-from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id, step_order_id
+from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id, step_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
-from machine.money import EIGHT_DP, quantity_for_notional, sl_tp_from_pct
-from machine.persistence import InsufficientFunds, PositionRecord, TradeRecord, TradingRepository
+from machine.money import quantity_for_notional, sl_tp_from_pct
+from machine.persistence import InsufficientFunds, PositionRecord, TradingRepository
 from machine.traders import TraderConfig
 
 __all__ = ["MANUAL_EXIT", "ExecutionService"]
-
-#: The close reason of an exit by hand (``/force-exit``): the risk gate lets it through in every state.
-MANUAL_EXIT = "manual_exit"
 
 log = structlog.get_logger(__name__)
 _HUNDRED = Decimal(100)
 
 
-class ExecutionService:
+class ExecutionService(_Closing):
     """Turns executable decisions into orders for one user.
 
     Args:
@@ -188,7 +184,7 @@ class ExecutionService:
         tp = tp if take_profit is not None else default_tp
         position = await self._repo.record_open_fill(
             trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-            fee_quote=_fee_in_quote(fill, quote), held=held, locked=locked, changes=changes,
+            fee_quote=fee_in_quote(fill, quote), held=held, locked=locked, changes=changes,
             stop_loss=sl, take_profit=tp, signal_id=signal_id, order_id=fill.order_id,
             price_time_ms=fill.price_time_ms,
         )
@@ -196,78 +192,6 @@ class ExecutionService:
                  size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
         self._on_opened(position)
         return position
-
-    async def close(
-        self, position: PositionRecord, reason: str, trigger: Trigger | None = None
-    ) -> tuple[Decimal, Decimal] | None:
-        """Close an open position; returns ``(pnl, pnl_percent)``, or None when it is already closed.
-
-        ``trigger`` None: at market. Otherwise the stop-loss or take-profit that
-        fired, filled as its order would be (``machine.execution._fill_rules``).
-
-        A closing intent left ``pending`` by an earlier attempt (its order sent,
-        its booking failed) is resolved by asking the executor for its fill by
-        client order id: booked when it filled, cancelled when the executor never
-        saw it; only then is a new order (a new attempt id) sent.
-
-        Raises:
-            NoPrice: no last price yet (the intent is cancelled; the position stays open).
-        """
-        async with self._position_lock(position.id):
-            current = await self._repo.position(position.id)
-            if current is None or current.status != "open":
-                return None
-            return await self._close(current, reason, trigger)
-
-    async def _close(
-        self, position: PositionRecord, reason: str, trigger: Trigger | None
-    ) -> tuple[Decimal, Decimal] | None:
-        kind = "protective" if trigger is not None else "manual" if reason == MANUAL_EXIT else "exit"
-        await self._ask(position.trader_id, position.symbol, kind)
-        executor = self._executors.get(position.mode)
-        if executor is None:
-            raise RiskDenied(f"{position.mode} execution is not available on this machine")
-        rules = self._rules(position.symbol)
-        base, quote = self._assets(position.symbol, rules)
-        step = rules.step_size if rules is not None else Decimal(0)
-        quantity = close_quantity(position.side, position.size, executor.taker_rate, step)
-        coid = lambda attempt: client_order_id(position.id, "close", attempt)  # noqa: E731
-        trade = await self._repo.create_close_intent(position, self._user_id, coid, quantity)
-        if trade is None:
-            pending = await self._repo.pending_close(position.id)
-            if pending is None:
-                return None  # already closed
-            known = await executor.query(pending.client_order_id)
-            if known is not None:
-                return await self._book_close(position, pending, known, base, quote, reason)
-            await self._repo.cancel_trade(pending, "closing order unknown to the venue; not sent")
-            trade = await self._repo.create_close_intent(position, self._user_id, coid, quantity)
-            if trade is None:
-                return None
-        try:
-            fill = await executor.submit(
-                OrderRequest(trade.client_order_id, position.symbol, trade.side, trade.quantity, trigger)
-            )
-        except Exception as exc:
-            self.orders_failed += 1
-            await self._repo.cancel_trade(trade, f"order failed: {exc}")
-            raise
-        self.orders_sent += 1
-        return await self._book_close(position, trade, fill, base, quote, reason)
-
-    async def _book_close(
-        self, position: PositionRecord, trade: TradeRecord, fill: Fill, base: str, quote: str, reason: str
-    ) -> tuple[Decimal, Decimal]:
-        changes = close_fill_changes(position.side, base, quote, fill.price, fill.quantity, fill.fee, position.reserved)
-        pnl = await self._repo.record_close_fill(
-            position, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-            fee_quote=_fee_in_quote(fill, quote), changes=changes, reason=reason, order_id=fill.order_id,
-            price_time_ms=fill.price_time_ms,
-        )
-        log.info("position_closed", trader_id=str(position.trader_id), symbol=position.symbol, reason=reason,
-                 price=str(fill.price), pnl=str(pnl[0]), client_order_id=trade.client_order_id)
-        self._on_closed(position, reason)
-        return pnl
 
     # ------------------------------------------------------------ changing an open position
     def _position_lock(self, position_id: UUID) -> asyncio.Lock:
@@ -337,7 +261,7 @@ class ExecutionService:
                                        current.reserved, current.cost_basis)
             updated = await self._repo.record_reduce_fill(
                 current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-                fee_quote=_fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
+                fee_quote=fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
                 price_time_ms=fill.price_time_ms)
         log.info("position_reduced", trader_id=str(current.trader_id), symbol=current.symbol, side=current.side,
                  quantity=str(fill.quantity), price=str(fill.price), pnl=str(reduction.pnl), size=str(updated.size),
@@ -408,7 +332,7 @@ class ExecutionService:
                                                        trade.reserved)
             updated = await self._repo.record_increase_fill(
                 current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-                fee_quote=_fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
+                fee_quote=fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
                 order_id=fill.order_id, price_time_ms=fill.price_time_ms)
         log.info("position_increased", trader_id=str(trader.id), symbol=current.symbol, side=current.side,
                  quantity=str(fill.quantity), price=str(fill.price), size=str(updated.size),
@@ -531,10 +455,3 @@ class ExecutionService:
     def _default_levels(trader: TraderConfig, side: str, entry: Decimal, rules: SymbolRules) -> tuple[Decimal, Decimal]:
         raw_sl, raw_tp = sl_tp_from_pct(side, entry, trader.risk.stop_loss_pct, trader.risk.take_profit_pct, Decimal(0))
         return round_level(side, raw_sl, entry, rules.tick_size), round_level(side, raw_tp, entry, rules.tick_size)
-
-
-def _fee_in_quote(fill: Fill, quote: str) -> Decimal:
-    """The fill's commission valued in the quote asset (a base-asset commission at the fill's price), 8 dp."""
-    if fill.fee_asset == quote:
-        return fill.fee
-    return (fill.fee * fill.price).quantize(EIGHT_DP)

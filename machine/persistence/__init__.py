@@ -5,6 +5,7 @@ trades and paper accounts. Every state change is written before it is acted on.
 """
 
 from machine.persistence._analyses import AnalysisRepository
+from machine.persistence._closes import CloseFill, CloseIntent
 from machine.persistence._db import SUPPORTED_SCHEMA_VERSIONS, SchemaMismatch, check_schema, open_pool
 from machine.persistence._machines import MachineRepository
 from machine.persistence._risk import RiskRepository, RiskStateRecord
@@ -16,6 +17,8 @@ from machine.persistence._trading import InsufficientFunds, PositionRecord, Trad
 __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "AnalysisRepository",
+    "CloseFill",
+    "CloseIntent",
     "InsufficientFunds",
     "MachineRepository",
     "PositionRecord",

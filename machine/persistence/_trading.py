@@ -10,7 +10,8 @@ Order of writes (persist before acting):
 2. :meth:`TradingRepository.record_open_fill` marks the trade ``filled``, opens
    the position, books the fill on the paper account and moves the signal to
    ``position_open``, in one transaction.
-3. Closing mirrors it: :meth:`create_close_intent`, then :meth:`record_close_fill`.
+3. Closing mirrors it: :meth:`create_close_intents`, then :meth:`record_close_fills`,
+   for every position one price update closes at once (``machine.persistence._closes``).
 
 ``uq_trades_position_purpose`` and the unique client order id make a second
 intent for the same order impossible, so a restart can never send it twice.
@@ -25,7 +26,15 @@ from uuid import UUID
 
 import asyncpg
 
-from machine.accounts import BalanceChange, Reduction, close_pnl, cost_of_fill
+from machine.accounts import BalanceChange, Reduction, cost_of_fill
+from machine.persistence._balances import apply_changes
+from machine.persistence._closes import (
+    CloseFill,
+    CloseIntent,
+    create_close_intents,
+    positions_with_close_attempts,
+    record_close_fills,
+)
 
 __all__ = ["InsufficientFunds", "PositionRecord", "TradeRecord", "TradingRepository"]
 
@@ -285,36 +294,25 @@ class TradingRepository:
         order_id: int | None = None,
         price_time_ms: int | None = None,
     ) -> tuple[Decimal, Decimal]:
-        """Book the closing fill, close the position and its signal; returns ``(pnl, pnl_percent)``.
+        """Book one closing fill (:meth:`record_close_fills` of one); returns ``(pnl, pnl_percent)``."""
+        [result] = await self.record_close_fills([CloseFill(
+            trade.id, trade.type, position.id, position.trader_id, position.signal_id, position.side, price, quantity,
+            fee, fee_asset, fee_quote, changes, reason, order_id, price_time_ms)])
+        return result
 
-        PnL is what earlier reduces realised plus ``machine.accounts.close_pnl`` of this fill
-        against the cost basis left (quote asset); ``pnl_percent`` is it over the notional of
-        every opening and increasing fill. ``changes``: ``machine.accounts.close_fill_changes``
-        (paper only).
-        """
-        assert position.entry_price is not None
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT cost_basis, realized_pnl, (SELECT sum(price * quantity) FROM trades WHERE position_id = $1 "
-                "AND purpose IN ('open', 'increase') AND status = 'filled') AS invested FROM positions WHERE id = $1 "
-                "FOR UPDATE", position.id)
-            invested = row["invested"]
-            pnl = row["realized_pnl"] + close_pnl(position.side, price, quantity, fee, row["cost_basis"])
-            pnl_pct = (pnl / invested * 100).quantize(Decimal("0.0001")) if invested else Decimal(0)
-            await conn.execute(  # the trade, the position and the signal in one round trip
-                "WITH t AS (UPDATE trades SET status = 'filled', price = $2, quantity = $3, fee = $4, fee_asset = $5, "
-                "binance_order_id = $6, price_time_ms = $7, executed_at = NOW() WHERE id = $1 AND status = 'pending' "
-                "RETURNING 1), "
-                "s AS (UPDATE signals SET status = 'closed', close_reason = $12, current_price = $2, closed_at = NOW(), "
-                "updated_at = NOW() WHERE id = $13 RETURNING 1) "
-                "UPDATE positions SET status = 'closed', exit_price = $2, fees = fees + $9, pnl = $10, pnl_percent = $11, "
-                "reserved = 0, cost_basis = 0, realized_pnl = $10, closed_at = NOW(), close_reason = $12 WHERE id = $8",
-                trade.id, price, quantity, fee, fee_asset, order_id, price_time_ms,
-                position.id, fee_quote, pnl, pnl_pct, reason, position.signal_id,
-            )
-            if trade.type == "paper":
-                await self._apply(conn, trade.trader_id, changes)
-        return pnl, pnl_pct
+    # ------------------------------------------------------------ closing in batches
+    async def positions_with_close_attempts(self, position_ids: list[UUID]) -> dict[UUID, tuple[PositionRecord, int]]:
+        """Each position as stored now and how many closing intents it had (``_closes``)."""
+        rows = await positions_with_close_attempts(self._pool, position_ids)
+        return {pid: (PositionRecord.from_row(row), n) for pid, (row, n) in rows.items()}
+
+    async def create_close_intents(self, user_id: UUID, intents: list[CloseIntent]) -> dict[UUID, UUID]:
+        """The pending closing trades, one statement; position id -> trade id of those written (``_closes``)."""
+        return await create_close_intents(self._pool, user_id, intents)
+
+    async def record_close_fills(self, fills: list[CloseFill]) -> list[tuple[Decimal, Decimal]]:
+        """Book closing fills in one transaction; ``(pnl, pnl_percent)`` each (``_closes``)."""
+        return await record_close_fills(self._pool, fills)
 
     # ------------------------------------------------------------ changing size (order sequences)
     async def position(self, position_id: UUID) -> PositionRecord | None:
@@ -505,25 +503,8 @@ class TradingRepository:
 
     @staticmethod
     async def _apply(conn: asyncpg.Connection, trader_id: UUID, changes: list[BalanceChange]) -> None:
-        """Add each change to the asset's free and locked balance (the row is created on first use).
-
-        One statement for all assets (an update of the rows that exist, an insert of the others):
-        an upsert would check ``locked >= 0`` on the proposed row of a release and fail.
-        """
-        totals: dict[str, list[Decimal]] = {}
-        for change in changes:
-            free, locked = totals.setdefault(change.asset, [Decimal(0), Decimal(0)])
-            totals[change.asset] = [free + change.free, locked + change.locked]
-        if not totals:
-            return
-        await conn.execute(
-            "WITH c (asset, free, locked) AS (SELECT * FROM unnest($2::text[], $3::numeric[], $4::numeric[])), "
-            "u AS (UPDATE paper_balances b SET free = b.free + c.free, locked = b.locked + c.locked, updated_at = NOW() "
-            "FROM c WHERE b.trader_id = $1 AND b.asset = c.asset RETURNING b.asset) "
-            "INSERT INTO paper_balances (trader_id, asset, free, locked) "
-            "SELECT $1, c.asset, c.free, c.locked FROM c WHERE c.asset NOT IN (SELECT asset FROM u)",
-            trader_id, list(totals), [v[0] for v in totals.values()], [v[1] for v in totals.values()],
-        )
+        """Add each change to the trader's asset balance (``machine.persistence._balances``)."""
+        await apply_changes(conn, [(trader_id, c) for c in changes])
 
 
 def _trade(r: asyncpg.Record) -> TradeRecord:

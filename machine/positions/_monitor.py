@@ -8,15 +8,18 @@ since the previous update, so a wick through a level counts), and every
 closes the position with reason ``stop_loss`` or ``take_profit``, carrying
 the :class:`~machine.execution.Trigger` the fill is priced from. When both are
 crossed in one update, stop-loss wins: the conservative reading of an
-ambiguous candle.
+ambiguous candle. Every position one update (or one safety-net pass) crosses is
+closed in one batch (``ExecutionService.close_many``): a move through many stops
+books them together instead of one after another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -49,12 +52,17 @@ def exit_trigger(position: PositionRecord, low: Decimal, high: Decimal, last: De
     return None
 
 
+Closer = Callable[[Sequence[tuple[PositionRecord, Trigger]]], Awaitable[Sequence[Any]]]
+"""Closes positions for their triggers (reason: the trigger's kind); per position None when it
+was already closed, the exception when it stayed open, anything else when it closed."""
+
+
 class PositionMonitor:
     """Watches open positions in memory; the database stays the source of truth.
 
     Args:
         last_price: latest price of a symbol.
-        close: closes a position with a reason (the execution service).
+        close: closes a batch of positions (:data:`Closer`; the execution service's ``close_many``).
         interval_s: check period in seconds.
         latency: where exits fired by a price update record their latency (update -> close committed).
     """
@@ -62,7 +70,7 @@ class PositionMonitor:
     def __init__(
         self,
         last_price: Callable[[str], Decimal | None],
-        close: Callable[[PositionRecord, str, Trigger], Awaitable[object]],
+        close: Closer,
         interval_s: float = 1.0,
         latency: LatencyBook | None = None,
     ) -> None:
@@ -73,7 +81,7 @@ class PositionMonitor:
         self._positions: dict[UUID, PositionRecord] = {}
         self._closing: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self._tasks: set[asyncio.Task[int]] = set()
         self.checks = 0
         self.exits = 0
 
@@ -81,38 +89,48 @@ class PositionMonitor:
         self._positions[position.id] = position
 
     def on_price(self, symbol: str, low: Decimal, high: Decimal, last: Decimal) -> None:
-        """A price update (``MarketStore.add_price_listener``): close each position of ``symbol`` it triggers.
+        """A price update (``MarketStore.add_price_listener``): close the positions of ``symbol`` it triggers.
 
-        Runs in the store's update path, so it only schedules the closes.
+        Runs in the store's update path, so it only schedules the closes (one batch).
         """
         arrived = time.perf_counter()
+        batch = []
         for position in list(self._positions.values()):
             if position.symbol != symbol or position.id in self._closing:
                 continue
             trigger = exit_trigger(position, low, high, last)
             if trigger is not None:
                 self._closing.add(position.id)
-                task = asyncio.get_running_loop().create_task(self._exit(position, trigger, arrived))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                batch.append((position, trigger))
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._exit(batch, arrived))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _exit(self, position: PositionRecord, trigger: Trigger, arrived: float | None = None) -> bool:
-        """Close ``position`` for ``trigger``; True when this call closed it (``_closing`` is released).
+    async def _exit(self, batch: list[tuple[PositionRecord, Trigger]], arrived: float | None = None) -> int:
+        """Close the batch's positions; returns how many this call closed (``_closing`` is released).
 
-        ``arrived``: ``perf_counter`` time of the price update that crossed the level, for the latency book.
+        ``arrived``: ``perf_counter`` time of the price update that crossed the levels, for the latency book.
+        A position that failed to close stays monitored: the next price retries it.
         """
+        closed = 0
         try:
-            if await self._close(position, trigger.kind, trigger) is not None:  # None: already closed
-                self.exits += 1
+            results = await self._close(batch)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        finally:
+            for position, _ in batch:
+                self._closing.discard(position.id)
+        for (position, trigger), result in zip(batch, results):
+            if isinstance(result, Exception):
+                log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
+                          reason=trigger.kind, error=str(result))
+            elif result is not None:  # None: already closed
+                closed += 1
                 if self._latency is not None and arrived is not None:
                     self._latency.record_exit(str(position.trader_id), position.symbol, trigger.kind, arrived)
-                return True
-        except Exception as exc:  # the position stays monitored; the next price retries
-            log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
-                      reason=trigger.kind, error=str(exc))
-        finally:
-            self._closing.discard(position.id)
-        return False
+        self.exits += closed
+        return closed
 
     def forget(self, position_id: UUID) -> None:
         self._positions.pop(position_id, None)
@@ -137,9 +155,9 @@ class PositionMonitor:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def check_once(self) -> int:
-        """Check every position once; returns how many were closed."""
-        closed = 0
+        """Check every position once against its symbol's last price; returns how many were closed."""
         self.checks += 1
+        batch = []
         for position in list(self._positions.values()):
             if position.id in self._closing:
                 continue
@@ -147,11 +165,10 @@ class PositionMonitor:
             if price is None:
                 continue
             trigger = exit_trigger(position, price, price, price)
-            if trigger is None:
-                continue
-            self._closing.add(position.id)
-            closed += await self._exit(position, trigger)
-        return closed
+            if trigger is not None:
+                self._closing.add(position.id)
+                batch.append((position, trigger))
+        return await self._exit(batch) if batch else 0
 
     async def _run(self) -> None:
         while True:

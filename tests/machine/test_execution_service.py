@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from machine.execution import ExecutionService, NoPrice, PaperExecutor, RiskDenied, SymbolRules
+from machine.execution import ExecutionService, NoPrice, PaperExecutor, RiskDenied, SymbolRules, Trigger
 from machine.persistence import SignalRepository, TraderRepository, TradingRepository, open_pool
 
 RULES = {"BTCUSDT": SymbolRules(D("0.01"), D("0.00001"), D("0.00001"), D("5"), "BTC", "USDT"),
@@ -208,7 +208,7 @@ async def test_a_close_whose_booking_failed_is_resolved_by_asking_not_resending(
     sig = await signals.create(trader.id, user_id, "BTCUSDT", 1, prices["BTCUSDT"])
     pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
     repo = service._repo
-    real = repo.record_close_fill
+    real = repo.record_close_fills
     calls = []
 
     async def failing_once(*args, **kwargs):
@@ -217,7 +217,7 @@ async def test_a_close_whose_booking_failed_is_resolved_by_asking_not_resending(
             raise ConnectionError("database went away while booking")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(repo, "record_close_fill", failing_once)
+    monkeypatch.setattr(repo, "record_close_fills", failing_once)
     with pytest.raises(ConnectionError):
         await service.close(pos, "stop_loss")
     assert await pool.fetchval("SELECT status FROM trades WHERE purpose = 'close'") == "pending"
@@ -296,3 +296,94 @@ async def test_no_fill_on_a_stale_price(env):
     ages["BTCUSDT"] = 0.1
     pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
     assert pos.status == "open" and not executor.is_stale("BTCUSDT")
+
+
+async def _open_many(env, n_traders=3):
+    """One long BTCUSDT and one long DOGEUSDT position for each of ``n_traders`` new traders."""
+    pool, user_id, _, service, signals, prices, *_ = env
+    positions = []
+    for i in range(n_traders):
+        trader = await add_trader(pool, user_id, f"batch-{i}", size_pct=10, max_positions=2)
+        for symbol in ("BTCUSDT", "DOGEUSDT"):
+            sig = await signals.create(trader.id, user_id, symbol, 1, prices[symbol])
+            positions.append(await service.open(trader, sig, symbol, "long", stop_loss=None, take_profit=None))
+    return positions
+
+
+async def test_a_batch_closes_each_position_as_alone_and_reports_each(env):
+    from machine.execution import CloseRequest
+
+    pool, user_id, trader, service, signals, prices, opened, closed = env
+    positions = await _open_many(env)
+    await service.close(positions[0], "analysis_close")  # closed before the batch: reported None
+    prices.update(BTCUSDT=D("49000.00"), DOGEUSDT=D("0.30000"))
+    trigger = {"BTCUSDT": Trigger("stop_loss", D("49500.00"), D("49000.00"), D("49000.00"), D("49000.00")),
+               "DOGEUSDT": Trigger("stop_loss", D("0.30500"), D("0.30000"), D("0.30000"), D("0.30000"))}
+    requests = [CloseRequest(p, "stop_loss", trigger[p.symbol]) for p in positions] + [
+        CloseRequest(positions[1], "stop_loss", trigger[positions[1].symbol])]  # the same position twice
+    sent = service.orders_sent
+    results = await service.close_many(requests)
+    assert results[0] is None and results[-1] is None  # already closed / named twice
+    assert all(isinstance(r, tuple) for r in results[1:-1]) and service.orders_sent == sent + 5
+    rows = {r["id"]: r for r in await pool.fetch("SELECT id, status, pnl, close_reason, exit_price FROM positions")}
+    for p, r in zip(positions[1:], results[1:-1]):
+        row = rows[p.id]
+        assert (row["status"], row["close_reason"], row["pnl"]) == ("closed", "stop_loss", r[0])
+        assert row["exit_price"] == trigger[p.symbol].last  # each priced from its own trigger (a gapped stop: last)
+    assert await pool.fetchval("SELECT count(*) FROM signals WHERE status = 'closed' AND close_reason = 'stop_loss'") == 5
+    for p in positions:  # nothing locked any more; the quote balance is start + realised PnL
+        bal = await balances(pool, p.trader_id)
+        pnl = await pool.fetchval("SELECT sum(pnl) FROM positions WHERE trader_id = $1", p.trader_id)
+        assert bal["USDT"] == (D("10000") + pnl, D(0)) and all(locked == 0 for _, locked in bal.values())
+    assert len(closed) == 6
+
+
+async def test_a_failed_order_in_a_batch_leaves_that_position_open_and_closes_the_others(env, monkeypatch):
+    from machine.execution import CloseRequest
+
+    pool, user_id, trader, service, signals, prices, opened, closed = env
+    positions = await _open_many(env, n_traders=2)
+    executor = service._executors["paper"]
+    real_submit = executor.submit
+
+    async def submit(order):
+        if order.symbol == "DOGEUSDT":
+            raise ConnectionError("venue unreachable")
+        return await real_submit(order)
+
+    monkeypatch.setattr(executor, "submit", submit)
+    results = await service.close_many([CloseRequest(p, "analysis_close") for p in positions])
+    by_symbol = {p.symbol: [] for p in positions}
+    for p, r in zip(positions, results):
+        by_symbol[p.symbol].append(r)
+    assert all(isinstance(r, ConnectionError) for r in by_symbol["DOGEUSDT"])
+    assert all(isinstance(r, tuple) for r in by_symbol["BTCUSDT"])
+    rows = await pool.fetch("SELECT p.symbol, p.status, t.status AS trade, t.error_message FROM positions p "
+                            "JOIN trades t ON t.position_id = p.id AND t.purpose = 'close'")
+    assert sorted((r["symbol"], r["status"], r["trade"]) for r in rows) == [
+        ("BTCUSDT", "closed", "filled")] * 2 + [("DOGEUSDT", "open", "cancelled")] * 2
+    assert all("venue unreachable" in r["error_message"] for r in rows if r["trade"] == "cancelled")
+
+
+async def test_a_batch_whose_booking_fails_books_each_fill_on_its_own(env, monkeypatch):
+    from machine.execution import CloseRequest
+
+    pool, user_id, trader, service, signals, prices, opened, closed = env
+    positions = await _open_many(env, n_traders=2)
+    repo = service._repo
+    real = repo.record_close_fills
+    sizes = []
+
+    async def no_batches(fills):
+        sizes.append(len(fills))
+        if len(fills) > 1:
+            raise ConnectionError("connection lost mid-batch")
+        return await real(fills)
+
+    monkeypatch.setattr(repo, "record_close_fills", no_batches)
+    sent = service.orders_sent
+    results = await service.close_many([CloseRequest(p, "analysis_close") for p in positions])
+    assert all(isinstance(r, tuple) for r in results) and sizes == [4, 1, 1, 1, 1]
+    assert service.orders_sent == sent + 4  # each order sent once; the retry only books
+    assert await pool.fetchval("SELECT count(*) FROM positions WHERE status = 'closed'") == 4
+    assert await pool.fetchval("SELECT count(*) FROM trades WHERE purpose = 'close' AND status = 'filled'") == 4

@@ -315,7 +315,7 @@ FLIP_CRASHES = [
     ("sequences", "start_step", False, 1),   # step 0 recorded, nothing sent
     ("executor", "submit", False, 1),        # the close intent written, the order never sent
     ("executor", "submit", True, 1),         # the close order filled, its booking lost
-    ("trading", "record_close_fill", True, 1),  # the close booked, its step not marked done
+    ("trading", "record_close_fills", True, 1),  # the close booked, its step not marked done
     ("sequences", "start_step", False, 2),   # the close done, the open not started
     ("executor", "submit", False, 2),        # the open intent written, not sent
     ("executor", "submit", True, 2),         # the open filled, its booking lost

@@ -21,6 +21,13 @@ def position(side="long", sl=D("95"), tp=D("110")) -> PositionRecord:
                           D("1"), sl, tp, D(0))  # fmt: skip
 
 
+def batched(close):
+    """A monitor closer (batches) from a per-position ``close(position, reason, trigger)``."""
+    async def close_many(batch):
+        return [await close(p, t.kind, t) for p, t in batch]
+    return close_many
+
+
 def kline(open_time: int, o: float, h: float, low: float, c: float, e: int, closed: bool = False) -> KlineEvent:
     row = (float(open_time), o, h, low, c, 1.0, float(open_time + 59_999), c, 1.0, 0.0, 0.0)
     return KlineEvent("BTCUSDT", "1m", row, closed, e, D(repr(c)))
@@ -37,7 +44,7 @@ async def test_a_close_that_was_already_done_is_not_counted_as_an_exit():
         calls.append(reason)
         return results[len(calls) - 1]
 
-    monitor = PositionMonitor(prices.get, close)
+    monitor = PositionMonitor(prices.get, batched(close))
     monitor.track(position())
     assert await monitor.check_once() == 0 and monitor.exits == 0 and calls == ["stop_loss"]
     assert await monitor.check_once() == 1 and monitor.exits == 1
@@ -64,7 +71,7 @@ async def test_a_wick_between_two_price_samples_closes_the_position():
         exits.append((reason, trigger))
         return (D(0), D(0))
 
-    monitor = PositionMonitor(store.last_price, close)
+    monitor = PositionMonitor(store.last_price, batched(close))
     store.add_price_listener(monitor.on_price)
     store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
     monitor.track(position())  # opened mid-candle: the candle's earlier range must not count
@@ -112,7 +119,7 @@ async def test_a_short_closes_on_a_high_through_its_stop_and_a_low_through_its_t
         exits.append((reason, trigger))
         return (D(0), D(0))
 
-    monitor = PositionMonitor(store.last_price, close, latency=book)
+    monitor = PositionMonitor(store.last_price, batched(close), latency=book)
     store.add_price_listener(monitor.on_price)
     store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
     monitor.track(position("short", sl=D("105"), tp=D("90")))
@@ -126,4 +133,33 @@ async def test_a_short_closes_on_a_high_through_its_stop_and_a_low_through_its_t
     gauges = book.gauges()  # the exit's latency, price update -> close done, is sampled under its kind
     assert set(gauges) == {f"latency_exit_{kind}_p50_ms", f"latency_exit_{kind}_p99_ms"}
     assert 0 <= gauges[f"latency_exit_{kind}_p99_ms"] < 5000
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_every_position_one_update_crosses_is_closed_in_one_batch_and_a_failed_one_is_retried():
+    store = MarketStore(["BTCUSDT"], limit=10)
+    batches: list[list[str]] = []
+    fail = {"b"}
+
+    async def close_many(batch):
+        batches.append([p.id.hex[:1] for p, _ in batch])
+        return [RuntimeError("order rejected") if p.id.hex[:1] in fail else (D(0), D(0)) for p, _ in batch]
+
+    monitor = PositionMonitor(store.last_price, close_many)
+    store.add_price_listener(monitor.on_price)
+    store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
+    stops = {"a": D("97"), "b": D("96"), "c": D("90")}
+    for name, sl in stops.items():
+        monitor.track(PositionRecord(uuid.UUID(name * 32), uuid.UUID(int=1), uuid.uuid4(), "paper", "BTCUSDT",
+                                     "long", "open", D("100"), D("1"), sl, D("200"), D(0)))  # fmt: skip
+    store.apply_kline(kline(T0, 100, 101, 95, 99, T0 + 2000))  # through a's and b's stops, not c's
+    await monitor.stop()
+    assert [sorted(b) for b in batches] == [["a", "b"]] and monitor.exits == 1  # one batch; b failed
+    assert sorted(p.id.hex[:1] for p in monitor.positions) == ["a", "b", "c"]  # closes forget via on_closed
+    monitor.forget(uuid.UUID("a" * 32))
+    fail.clear()
+    store.apply_kline(kline(T0, 100, 101, 94, 99, T0 + 3000))  # a new low: b is retried
+    await monitor.stop()
+    assert [sorted(b) for b in batches][1:] == [["b"]] and monitor.exits == 2
     store.close()
