@@ -66,7 +66,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -480,7 +479,7 @@ class Bench:
             token = "analysis-" + uuid.uuid4().hex
             analysis = await serve_analysis("127.0.0.1", 0, RulesBackend(), token)
             try:
-                self._start_machine(user_id, analysis.analyze_url, token)
+                await self._start_machine(user_id, analysis.analyze_url, token)
                 return await self._measure()
             finally:
                 # from a thread: this loop keeps answering the machine's analysis calls while it drains
@@ -526,16 +525,13 @@ class Bench:
             raise RuntimeError(f"exchange_sim did not start; see {self.workdir / 'exchange_sim.log'}")
         print(f"exchange_sim: {self.sim_url} (pid {self.sim.pid})", flush=True)
 
-    def _start_machine(self, user_id: str, analyze_url: str, analysis_token: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.machine_url = f"http://127.0.0.1:{port}"
+    async def _start_machine(self, user_id: str, analyze_url: str, analysis_token: str) -> None:
+        """Start the machine on ``HTTP_PORT=0`` and read the port it bound from its ``machine_started`` line."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "USER_ID": user_id, "DATABASE_URL": self.dsn,
             "BINANCE_REST_URL": self.sim_url, "BINANCE_WS_URL": "ws" + self.sim_url[len("http"):],
             "ANALYSIS_URL": analyze_url, "ANALYSIS_TOKEN": analysis_token, "MACHINE_TOKEN": uuid.uuid4().hex,
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "FLY_MACHINE_ID": "bench-machine",
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "FLY_MACHINE_ID": "bench-machine",
             "KLINE_LIMIT": str(self.args.kline_limit), "LOG_LEVEL": self.args.log_level,
             "SANDBOX_WORKERS": str(self.workers),
         }  # fmt: skip
@@ -543,6 +539,15 @@ class Bench:
             [sys.executable, "-m", "machine"], cwd=ROOT, env=env,
             stdout=open(self.workdir / "machine.log", "wb"), stderr=subprocess.STDOUT,
         ))  # fmt: skip
+        deadline = time.monotonic() + self.args.warmup_timeout
+        while not self.machine_url:
+            if self.machine.poll() is not None or time.monotonic() > deadline:
+                tail = (self.workdir / "machine.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the machine did not start; log tail:\n{tail}")
+            for line in (self.workdir / "machine.log").read_bytes().splitlines():
+                if b'"machine_started"' in line:
+                    self.machine_url = f"http://127.0.0.1:{json.loads(line)['http_port']}"
+            await asyncio.sleep(0.2)
 
     # ---- observation
 
