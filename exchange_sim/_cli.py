@@ -12,13 +12,16 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import structlog
 
 from ._errors import ExchangeSimError
 from ._intervals import parse_time
+from ._matching import Fees
 from ._server import Simulator
+from ._signing import ApiKey
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +43,48 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-at-end", action="store_true", help="exit after the last minute of data")
     parser.add_argument("--exchange-info", type=Path, default=None, help="recorded exchangeInfo.json")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--account", action="append", default=[], type=_hmac_account, metavar="API_KEY:SECRET",
+                        help="a trading account with an HMAC-SHA256 key (repeatable)")
+    parser.add_argument("--ed25519-account", action="append", default=[], type=_ed25519_account,
+                        metavar="API_KEY:PUBLIC_KEY_PEM_FILE", help="a trading account with an Ed25519 key (repeatable)")
+    parser.add_argument("--balance", action="append", default=[], type=_balance, metavar="ASSET=AMOUNT",
+                        help="every account's starting balance of ASSET (repeatable; default USDT=10000)")
+    parser.add_argument("--maker-fee", type=Decimal, default=Decimal("0.001"), help="maker commission rate (0.001)")
+    parser.add_argument("--taker-fee", type=Decimal, default=Decimal("0.001"), help="taker commission rate (0.001)")
+    parser.add_argument("--slippage-bps", type=Decimal, default=Decimal(0),
+                        help="MARKET orders fill this far from the last price, against the taker (0)")
     return parser
+
+
+def _pair(text: str, sep: str, what: str) -> tuple[str, str]:
+    left, found, right = text.partition(sep)
+    if not found or not left or not right:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return left, right
+
+
+def _hmac_account(text: str) -> ApiKey:
+    api_key, secret = _pair(text, ":", "API_KEY:SECRET")
+    return ApiKey.hmac(api_key, secret)
+
+
+def _ed25519_account(text: str) -> ApiKey:
+    api_key, path = _pair(text, ":", "API_KEY:PUBLIC_KEY_PEM_FILE")
+    try:
+        return ApiKey.ed25519(api_key, Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{api_key}: {exc}") from None
+
+
+def _balance(text: str) -> tuple[str, Decimal]:
+    asset, amount = _pair(text, "=", "ASSET=AMOUNT")
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{asset}: {amount!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{asset}: {amount!r} is not a balance")
+    return asset.upper(), value
 
 
 def _configure_logging(level: str) -> None:
@@ -62,6 +106,8 @@ async def _serve(args: argparse.Namespace) -> int:
         args.replay, speed=args.speed, start_ms=args.start, symbols=symbols, host=args.host,
         port=args.port, updates_per_minute=args.updates_per_minute, stop_at_end=args.stop_at_end,
         exchange_info_path=args.exchange_info, alias_symbols=args.alias_symbols,
+        accounts=[*args.account, *args.ed25519_account], balances=dict(args.balance) or None,
+        fees=Fees(args.maker_fee, args.taker_fee), slippage_bps=args.slippage_bps,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

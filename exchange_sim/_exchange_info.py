@@ -121,6 +121,10 @@ class ExchangeInfo:
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._symbols
 
+    def entry(self, symbol: str) -> Mapping[str, object] | None:
+        """The symbol's entry as served, or None."""
+        return self._symbols.get(symbol)
+
     def status(self, symbol: str) -> str | None:
         entry = self._symbols.get(symbol)
         return None if entry is None else str(entry["status"])

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 from aiohttp import web
 
+from ._accounts import Accounts
 from ._aliases import alias_symbols as make_aliases
 from ._errors import ReplayDataError
 from ._exchange_info import ExchangeInfo, find_exchange_info
 from ._files import ReplayIndex
+from ._filters import SymbolSpec
+from ._matching import Fees
 from ._history import MarketHistory
 from ._intervals import DAY_MS, format_time, parse_time
 from ._replay import ReplayClock, Replayer
 from ._rest import RestApi
+from ._signing import ApiKey
 from ._ticker import TickerCalculator
+from ._trading_api import TradingApi
 from ._ws import StreamHub, WebSocketEndpoint
 
 _log = structlog.get_logger("exchange_sim")
@@ -73,6 +79,10 @@ class Simulator:
         ping_interval: float = 20.0,
         pong_timeout: float = 60.0,
         alias_symbols: int | None = None,
+        accounts: Sequence[ApiKey] = (),
+        balances: Mapping[str, Decimal] | None = None,
+        fees: Fees | None = None,
+        slippage_bps: Decimal = Decimal(0),
     ) -> None:
         self._index = ReplayIndex.scan(Path(replay_dir))
         if symbols is None:
@@ -105,6 +115,11 @@ class Simulator:
             self._history, self._tickers, self._hub, self._clock, served,
             updates_per_minute=updates_per_minute, stop_at_end=stop_at_end,
         )  # fmt: skip
+        specs = {s: SymbolSpec.from_exchange_info(e) for s in served if (e := self._info.entry(s)) is not None}
+        self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
+                                 fees or Fees(), slippage_bps, self._history, specs)
+        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs))
+        self._cross_task: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +141,7 @@ class Simulator:
             raise RuntimeError("Simulator already started")
         app = web.Application()
         app.router.add_routes(self._rest.routes())
+        app.router.add_routes(self._trading.routes())
         app.router.add_get("/stream", self._ws.combined)
         app.router.add_get("/ws", self._ws.raw)
         app.router.add_get("/ws/{streams:.*}", self._ws.raw)
@@ -145,13 +161,27 @@ class Simulator:
         self._runner = runner
         self._clock.start()
         self._task = asyncio.create_task(self._replayer.run(), name="exchange_sim.replay")
+        self._cross_task = asyncio.create_task(self._cross_loop(), name="exchange_sim.cross")
         _log.info(
             "simulator_started", url=self.base_url, symbols=len(self._symbols), aliases=len(self._aliases),
             speed=self._clock.speed, start=format_time(self._clock.start_ms), data=str(self._index.root),
         )  # fmt: skip
 
+    async def _cross_loop(self) -> None:
+        """Resting orders meet the replayed prices every 50 ms of wall time (``Accounts.cross_all``)."""
+        while True:
+            await asyncio.sleep(0.05)
+            try:
+                self.accounts.cross_all(self._clock.now_ms())
+            except Exception:
+                _log.exception("cross_failed")
+
     async def stop(self) -> None:
         """Stop the replay, close every WebSocket (code 1001) and the listener."""
+        if self._cross_task is not None:
+            self._cross_task.cancel()
+            await asyncio.gather(self._cross_task, return_exceptions=True)
+            self._cross_task = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

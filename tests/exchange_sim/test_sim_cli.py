@@ -63,3 +63,49 @@ async def test_bad_replay_folder_is_a_clear_error(tmp_path: Path) -> None:
     out, errors = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and out == b""
     assert b"replay folder not found" in errors
+
+
+async def test_accounts_and_balances_from_the_command_line(binance_data: Path, tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import quote
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    pem = tmp_path / "ed.pem"
+    pem.write_bytes(private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    proc = await _spawn("--replay", str(binance_data), "--speed", "1", "--symbols", "BTCUSDT",
+                        "--account", "hk:hsecret", "--ed25519-account", f"ek:{pem}",
+                        "--balance", "USDT=500", "--balance", "btc=2")  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/api/v3/time") as response:
+                now = (await response.json())["serverTime"]
+            query = f"timestamp={now}&recvWindow=60000"
+            signatures = {
+                "hk": hmac.new(b"hsecret", query.encode(), hashlib.sha256).hexdigest(),
+                "ek": quote(base64.b64encode(private.sign(query.encode())).decode(), safe=""),
+            }
+            for key, signature in signatures.items():
+                async with http.get(f"{base}/api/v3/account?{query}&signature={signature}",
+                                    headers={"X-MBX-APIKEY": key}) as response:
+                    body = await response.json()
+                    assert response.status == 200, body
+                    assert {b["asset"]: b["free"] for b in body["balances"]} == {"BTC": "2.00000000",
+                                                                                "USDT": "500.00000000"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+
+
+async def test_malformed_account_options_exit_2(binance_data: Path, tmp_path: Path) -> None:
+    for option in (["--account", "no-colon"], ["--balance", "USDT=abc"], ["--balance", "USDT=-1"],
+                   ["--ed25519-account", f"k:{tmp_path / 'missing.pem'}"]):
+        proc = await _spawn("--replay", str(binance_data), *option)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 2 and out == b"", (option, err)

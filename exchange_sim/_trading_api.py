@@ -1,0 +1,227 @@
+"""SIGNED trading endpoints under ``/api/v3`` (Binance spot API docs, ``rest-api.md``
+"Trading endpoints" and "Account endpoints"): ``POST/GET/DELETE /order``,
+``POST /order/test``, ``GET /openOrders``, ``GET /allOrders``, ``GET /myTrades``,
+``GET /account``. Every request is authenticated (``_signing``); parameters come from
+the query string and the form body. Orders go to the matching engine (``_matching``)
+through :class:`~._accounts.Accounts`. Numbers are printed as Binance prints them
+(8 decimals). ``newOrderRespType`` ACK/RESULT/FULL (MARKET and LIMIT default to FULL,
+other types to ACK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ._accounts import Accounts
+from ._errors import BinanceAPIError
+from ._matching import NewOrder, Order, Trade
+from ._signing import authenticate
+
+__all__ = ["TradingApi"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _n(value: Decimal) -> str:
+    return f"{value:.8f}"
+
+
+def _decimal(params: dict[str, str], name: str) -> Decimal | None:
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.")
+    if not value.is_finite():
+        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'.")
+    return value
+
+
+def _order_json(order: Order) -> dict[str, Any]:
+    return {
+        "symbol": order.symbol, "orderId": order.order_id, "orderListId": -1, "clientOrderId": order.client_order_id,
+        "price": _n(order.price), "origQty": _n(order.orig_qty), "executedQty": _n(order.executed_qty),
+        "cummulativeQuoteQty": _n(order.cummulative_quote_qty), "status": order.status,
+        "timeInForce": order.time_in_force or "GTC", "type": order.type, "side": order.side,
+        "stopPrice": _n(order.stop_price), "icebergQty": _n(Decimal(0)), "time": order.time,
+        "updateTime": order.update_time, "isWorking": order.working_time >= 0,
+        "workingTime": order.working_time, "origQuoteOrderQty": _n(Decimal(0)), "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+
+
+def _fill_json(trade: Trade) -> dict[str, Any]:
+    return {"price": _n(trade.price), "qty": _n(trade.qty), "commission": _n(trade.commission),
+            "commissionAsset": trade.commission_asset, "tradeId": trade.trade_id}
+
+
+class TradingApi:
+    """The aiohttp handlers of the trading endpoints."""
+
+    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str]) -> None:
+        self._accounts = accounts
+        self._now = now_ms
+        self._symbols = symbols
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v3/order", self._wrap(self.new_order)),
+            web.post("/api/v3/order/test", self._wrap(self.test_order)),
+            web.get("/api/v3/order", self._wrap(self.query_order)),
+            web.delete("/api/v3/order", self._wrap(self.cancel)),
+            web.get("/api/v3/openOrders", self._wrap(self.open_orders)),
+            web.get("/api/v3/allOrders", self._wrap(self.all_orders)),
+            web.get("/api/v3/myTrades", self._wrap(self.my_trades)),
+            web.get("/api/v3/account", self._wrap(self.account)),
+        ]
+
+    def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            now = self._now()
+            try:
+                body = (await request.read()).decode() if request.can_read_body else ""
+                key, params = authenticate(self._accounts.keys, request.headers.get("X-MBX-APIKEY"),
+                                           request.rel_url.raw_query_string, body, now)
+                result = handler(key.account, params, now)
+            except BinanceAPIError as exc:
+                return web.Response(body=orjson.dumps({"code": exc.code, "msg": exc.msg}), status=exc.status,
+                                    content_type="application/json")
+            return web.Response(body=orjson.dumps(result), content_type="application/json")
+
+        return handle
+
+    def _symbol(self, params: dict[str, str]) -> str:
+        symbol = params.get("symbol", "")
+        if not symbol:
+            raise BinanceAPIError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if symbol not in self._symbols:
+            raise BinanceAPIError(-1121, "Invalid symbol.")
+        return symbol
+
+    def _new_order(self, params: dict[str, str], now: int) -> NewOrder:
+        symbol = self._symbol(params)
+        for name in ("side", "type"):
+            if not params.get(name):
+                raise BinanceAPIError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        return NewOrder(
+            symbol, params["side"], params["type"], params.get("newClientOrderId") or f"sim{now}{id(params) % 10**6}",
+            quantity=_decimal(params, "quantity"), quote_order_qty=_decimal(params, "quoteOrderQty"),
+            price=_decimal(params, "price"), stop_price=_decimal(params, "stopPrice"),
+            time_in_force=params.get("timeInForce") or None,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ endpoints
+    def new_order(self, account: str, params: dict[str, str], now: int) -> object:
+        order = self._new_order(params, now)
+        placed = self._accounts.place(account, order, now)
+        default = "FULL" if order.type in ("MARKET", "LIMIT") else "ACK"
+        kind = params.get("newOrderRespType") or default
+        if kind not in ("ACK", "RESULT", "FULL"):
+            raise BinanceAPIError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
+        o = placed.order
+        body: dict[str, Any] = {"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1,
+                                "clientOrderId": o.client_order_id, "transactTime": now}
+        if kind == "ACK":
+            return body
+        full = _order_json(o)
+        for name in ("price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status",
+                     "timeInForce", "type", "side", "workingTime", "selfTradePreventionMode"):
+            body[name] = full[name]
+        if o.stop_price:
+            body["stopPrice"] = full["stopPrice"]
+        if kind == "FULL":
+            body["fills"] = [_fill_json(t) for t in placed.trades]
+        return body
+
+    def test_order(self, account: str, params: dict[str, str], now: int) -> object:
+        """Validates like a new order (on a copy of the book) and places nothing."""
+        order = self._new_order(params, now)
+        saved = (dict(self._accounts.books), {a: list(t) for a, t in self._accounts.trades.items()})
+        try:
+            self._accounts.place(account, order, now)
+        finally:
+            self._accounts.books, self._accounts.trades = saved
+        return {}
+
+    def _find(self, account: str, params: dict[str, str], now: int) -> Order:
+        symbol = self._symbol(params)
+        self._accounts.cross_due(symbol, now)
+        book = self._accounts.books[account]
+        if params.get("orderId"):
+            try:
+                order = book.orders.get(int(params["orderId"]))
+            except ValueError:
+                raise BinanceAPIError(-1100, "Illegal characters found in parameter 'orderId'; legal range is '^[0-9]{1,20}$'.")
+        elif params.get("origClientOrderId"):
+            matching = [o for o in book.orders.values() if o.client_order_id == params["origClientOrderId"]]
+            order = max(matching, key=lambda o: o.order_id) if matching else None
+        else:
+            raise BinanceAPIError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        if order is None or order.symbol != symbol:
+            raise BinanceAPIError(-2013, "Order does not exist.")
+        return order
+
+    def query_order(self, account: str, params: dict[str, str], now: int) -> object:
+        return _order_json(self._find(account, params, now))
+
+    def cancel(self, account: str, params: dict[str, str], now: int) -> object:
+        try:
+            order = self._find(account, params, now)
+        except BinanceAPIError as exc:
+            if exc.code == -2013:
+                raise BinanceAPIError(-2011, "Unknown order sent.") from None
+            raise
+        done = self._accounts.cancel(account, order.order_id, now)
+        body = _order_json(done)
+        return {"symbol": done.symbol, "origClientOrderId": done.client_order_id, "orderId": done.order_id,
+                "orderListId": -1, "clientOrderId": params.get("newClientOrderId") or f"cancel{now}",
+                "transactTime": now, **{k: body[k] for k in ("price", "origQty", "executedQty", "cummulativeQuoteQty",
+                                                             "status", "timeInForce", "type", "side",
+                                                             "selfTradePreventionMode")}}
+
+    def open_orders(self, account: str, params: dict[str, str], now: int) -> object:
+        symbol = self._symbol(params) if params.get("symbol") else None
+        if symbol:
+            self._accounts.cross_due(symbol, now)
+        else:
+            self._accounts.cross_all(now)
+        return [_order_json(o) for o in sorted(self._accounts.books[account].open_orders(symbol),
+                                               key=lambda o: o.order_id)]
+
+    def all_orders(self, account: str, params: dict[str, str], now: int) -> object:
+        symbol = self._symbol(params)
+        self._accounts.cross_due(symbol, now)
+        orders = [o for o in self._accounts.books[account].orders.values() if o.symbol == symbol]
+        return [_order_json(o) for o in sorted(orders, key=lambda o: o.order_id)]
+
+    def my_trades(self, account: str, params: dict[str, str], now: int) -> object:
+        symbol = self._symbol(params)
+        self._accounts.cross_due(symbol, now)
+        from_id = int(params["fromId"]) if params.get("fromId", "").isdigit() else None
+        trades = [t for t in self._accounts.trades[account] if t.symbol == symbol
+                  and (from_id is None or t.trade_id >= from_id)]
+        return [{"symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1, "price": _n(t.price),
+                 "qty": _n(t.qty), "quoteQty": _n(t.quote_qty), "commission": _n(t.commission),
+                 "commissionAsset": t.commission_asset, "time": t.time, "isBuyer": t.side == "BUY",
+                 "isMaker": t.is_maker, "isBestMatch": True} for t in trades]
+
+    def account(self, account: str, params: dict[str, str], now: int) -> object:
+        self._accounts.cross_all(now)
+        fees = self._accounts.fees
+        return {
+            "makerCommission": int(fees.maker * 10_000), "takerCommission": int(fees.taker * 10_000),
+            "buyerCommission": 0, "sellerCommission": 0,
+            "commissionRates": {"maker": _n(fees.maker), "taker": _n(fees.taker), "buyer": _n(Decimal(0)),
+                                "seller": _n(Decimal(0))},
+            "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now, "accountType": "SPOT",
+            "balances": [{"asset": a, "free": _n(f), "locked": _n(lk)}
+                         for a, (f, lk) in sorted(self._accounts.books[account].balances.items())],
+            "permissions": ["SPOT"], "uid": abs(hash(account)) % 10**9,
+        }  # fmt: skip

@@ -1,0 +1,126 @@
+"""Trading against the simulator over REST with python-binance's AsyncClient (HMAC) unchanged:
+orders fill against the replayed prices, balances move, resting orders lock funds and fill when
+the replay reaches them, and every refusal carries Binance's code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from binance import AsyncClient
+from binance.exceptions import BinanceAPIException
+
+from exchange_sim import Simulator
+from exchange_sim._matching import Fees
+from exchange_sim._signing import ApiKey
+
+KEY, SECRET = "sim-key-alice", "sim-secret-alice-0123456789"
+WINDOW = {"recvWindow": 60000}
+
+
+async def synced(client: AsyncClient) -> AsyncClient:
+    """What ``AsyncClient.create`` does after its ping: align the timestamps with the server's clock
+    (the replay clock runs faster than the wall, so the tests align before each signed call)."""
+    client.timestamp_offset = (await client.get_server_time())["serverTime"] - int(time.time() * 1000)
+    return client
+
+
+@pytest.fixture
+async def sim_client(binance_data: Path):
+    sim = Simulator(binance_data, speed=60, symbols=["BTCUSDT", "ETHUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
+                    balances={"USDT": D("10000"), "BTC": D("0.5")}, fees=Fees(D("0.001"), D("0.001")),
+                    slippage_bps=D(5))
+    await sim.start()
+    client = AsyncClient(api_key=KEY, api_secret=SECRET)
+    client.API_URL = sim.rest_url + "/api"
+    try:
+        yield sim, client
+    finally:
+        await client.close_connection()
+        await sim.stop()
+
+
+def balances(account: dict) -> dict[str, tuple[D, D]]:
+    return {b["asset"]: (D(b["free"]), D(b["locked"])) for b in account["balances"]}
+
+
+async def test_a_market_buy_fills_and_the_account_shows_it(sim_client):
+    sim, client = sim_client
+    order = await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="MARKET",
+                                                      quantity="0.01000", newClientOrderId="buy-1", **WINDOW)
+    assert order["status"] == "FILLED" and order["clientOrderId"] == "buy-1" and len(order["fills"]) == 1
+    fill = order["fills"][0]
+    price, qty = D(fill["price"]), D(fill["qty"])
+    assert qty == D("0.01") and fill["commissionAsset"] == "BTC" and D(fill["commission"]) == D("0.00001")
+    account = await (await synced(client)).get_account(**WINDOW)
+    assert balances(account)["USDT"] == (D("10000") - price * qty, D(0))
+    assert balances(account)["BTC"] == (D("0.5") + qty - D("0.00001"), D(0))
+    trades = await (await synced(client)).get_my_trades(symbol="BTCUSDT", **WINDOW)
+    assert [(D(t["price"]), t["isBuyer"], t["isMaker"]) for t in trades] == [(price, True, False)]
+    known = await (await synced(client)).get_order(symbol="BTCUSDT", origClientOrderId="buy-1", **WINDOW)
+    assert known["orderId"] == order["orderId"] and known["status"] == "FILLED"
+
+
+async def test_a_resting_limit_locks_funds_fills_when_the_replay_reaches_it_and_can_be_cancelled(sim_client):
+    sim, client = sim_client
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    near = (last * D("1.0005")).quantize(D("0.01"))  # a sell just above: the replay reaches it soon
+    far = (last * D("0.5")).quantize(D("0.01"))  # a buy at half the price: never, in this test
+    sell = await (await synced(client)).create_order(symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC",
+                                                     quantity="0.10000", price=str(near), **WINDOW)
+    buy = await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                                    quantity="0.01000", price=str(far), **WINDOW)
+    assert sell["status"] == buy["status"] == "NEW"
+    account = balances(await (await synced(client)).get_account(**WINDOW))
+    assert account["USDT"][1] == far * D("0.01") and account["BTC"][1] in (D("0.1"), D(0))  # locked (or filled)
+    async with asyncio.timeout(60):  # a minute of wall time is an hour of replay
+        while (await (await synced(client)).get_order(symbol="BTCUSDT", orderId=sell["orderId"],
+                                                      **WINDOW))["status"] != "FILLED":
+            await asyncio.sleep(0.2)
+    [trade] = [t for t in await (await synced(client)).get_my_trades(symbol="BTCUSDT", **WINDOW)
+               if t["orderId"] == sell["orderId"]]
+    assert D(trade["price"]) == near and trade["isMaker"] and trade["commissionAsset"] == "USDT"
+    opened = await (await synced(client)).get_open_orders(symbol="BTCUSDT", **WINDOW)
+    assert [o["orderId"] for o in opened] == [buy["orderId"]]
+    canceled = await (await synced(client)).cancel_order(symbol="BTCUSDT", orderId=buy["orderId"], **WINDOW)
+    assert canceled["status"] == "CANCELED" and canceled["origClientOrderId"] == buy["clientOrderId"]
+    account = balances(await (await synced(client)).get_account(**WINDOW))
+    assert account["USDT"][1] == 0 and account["BTC"] == (D("0.4"), D(0))
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).cancel_order(symbol="BTCUSDT", orderId=buy["orderId"], **WINDOW)
+    assert (err.value.code, err.value.message) == (-2011, "Unknown order sent.")
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"side": "SELL", "type": "MARKET", "quantity": "5.00000"}, -2010),                  # more BTC than held
+    ({"side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000", "price": "1.001"}, -1013),
+    ({"side": "BUY", "type": "LIMIT", "quantity": "0.01000", "price": "1000.00"}, -1102),  # no timeInForce
+])
+async def test_refusals_carry_binance_s_codes_and_change_nothing(sim_client, params, code):
+    sim, client = sim_client
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).create_order(symbol="BTCUSDT", **params, **WINDOW)
+    assert err.value.code == code and err.value.status_code == 400
+    assert balances(await (await synced(client)).get_account(**WINDOW)) == {"BTC": (D("0.5"), D(0)),
+                                                                           "USDT": (D("10000"), D(0))}
+
+
+async def test_a_wrong_secret_an_unknown_key_and_a_stale_timestamp_are_refused(sim_client):
+    sim, client = sim_client
+    for key, secret, code in ((KEY, "wrong-secret", -1022), ("nobody", SECRET, -2015)):
+        other = AsyncClient(api_key=key, api_secret=secret)
+        other.API_URL = sim.rest_url + "/api"
+        try:
+            with pytest.raises(BinanceAPIException) as err:
+                await (await synced(other)).get_account(**WINDOW)
+            assert err.value.code == code
+        finally:
+            await other.close_connection()
+    client.timestamp_offset = 0  # the wall clock, years after the replayed market time
+    with pytest.raises(BinanceAPIException) as err:
+        await client.get_account()
+    assert (err.value.code, err.value.message) == (-1021, "Timestamp for this request was 1000ms ahead of the "
+                                                          "server's time.")
