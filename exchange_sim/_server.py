@@ -118,7 +118,8 @@ class Simulator:
         specs = {s: SymbolSpec.from_exchange_info(e) for s in served if (e := self._info.entry(s)) is not None}
         self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
                                  fees or Fees(), slippage_bps, self._history, specs)
-        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs))
+        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights,
+                                   list(self._info.response(0, [])["rateLimits"]))  # type: ignore[call-overload]
         self._cross_task: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None

@@ -6,6 +6,15 @@ the query string and the form body. Orders go to the matching engine (``_matchin
 through :class:`~._accounts.Accounts`. Numbers are printed as Binance prints them
 (8 decimals). ``newOrderRespType`` ACK/RESULT/FULL (MARKET and LIMIT default to FULL,
 other types to ACK).
+
+Rate limits: every response carries ``X-MBX-USED-WEIGHT-1M`` from the counter the market
+data endpoints share (per client IP and wall-clock minute; weights from the docs: order
+placement and cancel 1 (0 when successful, as since 2026-03-27), query order 4, open
+orders 6 for a symbol and 80 for all, all orders, my trades and account 20). New orders
+count per account over 10 s and a day of wall time (the ``ORDERS`` limits of
+``exchangeInfo``): placing one answers ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, and one
+over a limit is refused with HTTP 429 -1015 "Too many new orders; current limit is N
+orders per INTERVAL." before it reaches the matching engine.
 """
 
 from __future__ import annotations
@@ -13,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import time
+from collections import deque
 
 import orjson
 from aiohttp import web
@@ -61,13 +73,59 @@ def _fill_json(trade: Trade) -> dict[str, Any]:
             "commissionAsset": trade.commission_asset, "tradeId": trade.trade_id}
 
 
-class TradingApi:
-    """The aiohttp handlers of the trading endpoints."""
+class OrderCounter:
+    """New orders per account over sliding windows of wall time: ``{"10S": (10 s, limit), "1D": ...}``."""
 
-    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str]) -> None:
+    def __init__(self, limits: dict[str, tuple[float, int]]) -> None:
+        self._limits = limits
+        self._placed: dict[str, deque[float]] = {}
+
+    def admit(self, account: str) -> dict[str, int]:
+        """Count one new order; the counts per window. Raises BinanceAPIError -1015 (429) over a limit."""
+        now = time.monotonic()
+        placed = self._placed.setdefault(account, deque())
+        longest = max(seconds for seconds, _ in self._limits.values())
+        while placed and placed[0] <= now - longest:
+            placed.popleft()
+        counts = {name: sum(1 for t in placed if t > now - seconds) + 1
+                  for name, (seconds, _) in self._limits.items()}
+        for name, (seconds, limit) in self._limits.items():
+            if counts[name] > limit:
+                unit = "10 SECOND" if name == "10S" else "1 DAY" if name == "1D" else name
+                raise BinanceAPIError(-1015, f"Too many new orders; current limit is {limit} orders per {unit}.",
+                                      status=429)
+        placed.append(now)
+        return counts
+
+
+def _order_limits(rate_limits: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    seconds = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+    limits = {}
+    for r in rate_limits:
+        if r.get("rateLimitType") == "ORDERS":
+            name = f"{r['intervalNum']}{r['interval'][0]}"
+            limits[name] = (float(seconds[r["interval"]] * r["intervalNum"]), int(r["limit"]))
+    return limits or {"10S": (10.0, 100), "1D": (86400.0, 200000)}
+
+
+class TradingApi:
+    """The aiohttp handlers of the trading endpoints.
+
+    Args:
+        weights: the REST API's per-IP weight counter (``WeightCounter``), shared.
+        rate_limits: ``exchangeInfo``'s ``rateLimits`` (the ``ORDERS`` entries are enforced).
+    """
+
+    _WEIGHTS = {"new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
+                "my_trades": 20, "account": 20}
+
+    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any,
+                 rate_limits: list[dict[str, Any]]) -> None:
         self._accounts = accounts
         self._now = now_ms
         self._symbols = symbols
+        self._weights = weights
+        self.orders = OrderCounter(_order_limits(rate_limits))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -82,17 +140,31 @@ class TradingApi:
         ]
 
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
+        name = handler.__name__
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self._now()
+            headers: dict[str, str] = {}
+            weight = self._WEIGHTS.get(name, 1)
             try:
                 body = (await request.read()).decode() if request.can_read_body else ""
                 key, params = authenticate(self._accounts.keys, request.headers.get("X-MBX-APIKEY"),
                                            request.rel_url.raw_query_string, body, now)
+                if name == "open_orders":
+                    weight = 6 if params.get("symbol") else 80
+                if name == "new_order":
+                    counts = self.orders.admit(key.account)
+                    headers = {f"X-MBX-ORDER-COUNT-{k}": str(v) for k, v in counts.items()}
                 result = handler(key.account, params, now)
             except BinanceAPIError as exc:
-                return web.Response(body=orjson.dumps({"code": exc.code, "msg": exc.msg}), status=exc.status,
-                                    content_type="application/json")
-            return web.Response(body=orjson.dumps(result), content_type="application/json")
+                response = web.Response(body=orjson.dumps({"code": exc.code, "msg": exc.msg}), status=exc.status,
+                                        content_type="application/json", headers=headers)
+            else:
+                if name in ("new_order", "cancel"):
+                    weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
+                response = web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
+            used = self._weights.add(request.remote or "?", weight)
+            response.headers["X-MBX-USED-WEIGHT"] = response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+            return response
 
         return handle
 

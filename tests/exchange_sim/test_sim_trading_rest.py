@@ -124,3 +124,41 @@ async def test_a_wrong_secret_an_unknown_key_and_a_stale_timestamp_are_refused(s
         await client.get_account()
     assert (err.value.code, err.value.message) == (-1021, "Timestamp for this request was 1000ms ahead of the "
                                                           "server's time.")
+
+
+async def test_order_counts_and_weights_are_reported_and_the_10s_order_limit_answers_429(sim_client):
+    import hashlib
+    import hmac
+
+    import aiohttp
+
+    sim, client = sim_client
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    far = (last * D("0.5")).quantize(D("0.01"))
+
+    async def signed(http, method: str, path: str, **params) -> tuple[int, dict, dict]:
+        now = (await client.get_server_time())["serverTime"]
+        query = "&".join(f"{k}={v}" for k, v in {**params, "recvWindow": 60000, "timestamp": now}.items())
+        signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        async with http.request(method, f"{sim.rest_url}{path}?{query}&signature={signature}",
+                                headers={"X-MBX-APIKEY": KEY}) as response:
+            return response.status, dict(response.headers), await response.json()
+
+    async with aiohttp.ClientSession() as http:
+        counts = []
+        for i in range(50):  # exchangeInfo: 50 orders per 10 seconds
+            status, headers, body = await signed(http, "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY",
+                                                 type="LIMIT", timeInForce="GTC", quantity="0.00100", price=far)
+            assert status == 200, body
+            counts.append(int(headers["X-MBX-ORDER-COUNT-10S"]))
+            assert int(headers["X-MBX-ORDER-COUNT-1D"]) == i + 1
+        assert counts == list(range(1, 51))
+        status, headers, body = await signed(http, "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY",
+                                             type="LIMIT", timeInForce="GTC", quantity="0.00100", price=far)
+        assert status == 429 and body == {"code": -1015,
+                                          "msg": "Too many new orders; current limit is 50 orders per 10 SECOND."}
+        status, headers, body = await signed(http, "GET", "/api/v3/openOrders", symbol="BTCUSDT")
+        assert status == 200 and len(body) == 50  # the refused order was never placed
+        before = int(headers["X-MBX-USED-WEIGHT-1M"])
+        status, headers, _ = await signed(http, "GET", "/api/v3/account")
+        assert int(headers["X-MBX-USED-WEIGHT-1M"]) == before + 1 + 20  # /time (1) then /account (20)
