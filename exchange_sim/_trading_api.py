@@ -73,6 +73,14 @@ def _fill_json(trade: Trade) -> dict[str, Any]:
             "commissionAsset": trade.commission_asset, "tradeId": trade.trade_id}
 
 
+class CancelReplaceFailed(BinanceAPIError):
+    """-2021 (one half failed) or -2022 (the cancel failed, nothing placed), with both halves in ``data``."""
+
+    def __init__(self, code: int, msg: str, data: dict[str, Any]) -> None:
+        super().__init__(code, msg)
+        self.data = data
+
+
 class OrderCounter:
     """New orders per account over sliding windows of wall time: ``{"10S": (10 s, limit), "1D": ...}``."""
 
@@ -116,7 +124,7 @@ class TradingApi:
         rate_limits: ``exchangeInfo``'s ``rateLimits`` (the ``ORDERS`` entries are enforced).
     """
 
-    _WEIGHTS = {"new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
+    _WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
                 "my_trades": 20, "account": 20}
 
     def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any,
@@ -131,6 +139,7 @@ class TradingApi:
         return [
             web.post("/api/v3/order", self._wrap(self.new_order)),
             web.post("/api/v3/order/test", self._wrap(self.test_order)),
+            web.post("/api/v3/order/cancelReplace", self._wrap(self.cancel_replace)),
             web.get("/api/v3/order", self._wrap(self.query_order)),
             web.delete("/api/v3/order", self._wrap(self.cancel)),
             web.get("/api/v3/openOrders", self._wrap(self.open_orders)),
@@ -151,12 +160,15 @@ class TradingApi:
                                            request.rel_url.raw_query_string, body, now)
                 if name == "open_orders":
                     weight = 6 if params.get("symbol") else 80
-                if name == "new_order":
+                if name in ("new_order", "cancel_replace"):
                     counts = self.orders.admit(key.account)
                     headers = {f"X-MBX-ORDER-COUNT-{k}": str(v) for k, v in counts.items()}
                 result = handler(key.account, params, now)
             except BinanceAPIError as exc:
-                response = web.Response(body=orjson.dumps({"code": exc.code, "msg": exc.msg}), status=exc.status,
+                error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
+                if isinstance(exc, CancelReplaceFailed):
+                    error["data"] = exc.data
+                response = web.Response(body=orjson.dumps(error), status=exc.status,
                                         content_type="application/json", headers=headers)
             else:
                 if name in ("new_order", "cancel"):
@@ -210,6 +222,47 @@ class TradingApi:
         if kind == "FULL":
             body["fills"] = [_fill_json(t) for t in placed.trades]
         return body
+
+    def cancel_replace(self, account: str, params: dict[str, str], now: int) -> object:
+        """``POST /api/v3/order/cancelReplace``: cancel one order, then place a new one.
+
+        ``cancelReplaceMode`` STOP_ON_FAILURE (a failed cancel places nothing) or ALLOW_FAILURE
+        (the new order is placed anyway). Both done: ``cancelResult``/``newOrderResult`` SUCCESS
+        with both responses; otherwise -2022 "Order cancel-replace failed." (nothing placed) or
+        -2021 "Order cancel-replace partially failed.", each half's error in ``data``.
+        """
+        mode = params.get("cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise BinanceAPIError(-1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or "
+                                         "malformed." if not mode else "Invalid cancelReplaceMode.")
+        target = {k: v for k, v in params.items() if k not in ("orderId", "origClientOrderId", "newClientOrderId")}
+        if params.get("cancelOrderId"):
+            target["orderId"] = params["cancelOrderId"]
+        if params.get("cancelOrigClientOrderId"):
+            target["origClientOrderId"] = params["cancelOrigClientOrderId"]
+        if params.get("cancelNewClientOrderId"):
+            target["newClientOrderId"] = params["cancelNewClientOrderId"]
+        cancel_result: dict[str, Any] | None = None
+        try:
+            cancel_response: Any = self.cancel(account, target, now)
+            cancel_result = {"cancelResult": "SUCCESS", "cancelResponse": cancel_response}
+        except BinanceAPIError as exc:
+            cancel_result = {"cancelResult": "FAILURE", "cancelResponse": {"code": exc.code, "msg": exc.msg}}
+            if mode == "STOP_ON_FAILURE":
+                raise CancelReplaceFailed(-2022, "Order cancel-replace failed.", {
+                    **cancel_result, "newOrderResult": "NOT_ATTEMPTED", "newOrderResponse": None}) from None
+        try:
+            new = self.new_order(account, params, now)
+        except BinanceAPIError as exc:
+            both = cancel_result["cancelResult"] == "FAILURE"
+            raise CancelReplaceFailed(-2022 if both else -2021, "Order cancel-replace failed." if both else
+                                      "Order cancel-replace partially failed.", {
+                                          **cancel_result, "newOrderResult": "FAILURE",
+                                          "newOrderResponse": {"code": exc.code, "msg": exc.msg}}) from None
+        if cancel_result["cancelResult"] == "FAILURE":
+            raise CancelReplaceFailed(-2021, "Order cancel-replace partially failed.", {
+                **cancel_result, "newOrderResult": "SUCCESS", "newOrderResponse": new})
+        return {**cancel_result, "newOrderResult": "SUCCESS", "newOrderResponse": new}
 
     def test_order(self, account: str, params: dict[str, str], now: int) -> object:
         """Validates like a new order (on a copy of the book) and places nothing."""

@@ -162,3 +162,45 @@ async def test_order_counts_and_weights_are_reported_and_the_10s_order_limit_ans
         before = int(headers["X-MBX-USED-WEIGHT-1M"])
         status, headers, _ = await signed(http, "GET", "/api/v3/account")
         assert int(headers["X-MBX-USED-WEIGHT-1M"]) == before + 1 + 20  # /time (1) then /account (20)
+
+
+async def test_cancel_replace_moves_a_resting_order_and_reports_each_half(sim_client):
+    sim, client = sim_client
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    low, lower = (last * D("0.6")).quantize(D("0.01")), (last * D("0.55")).quantize(D("0.01"))
+    first = await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                                      quantity="0.01000", price=str(low), newClientOrderId="tp-1",
+                                                      **WINDOW)
+    moved = await (await synced(client)).cancel_replace_order(
+        symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01000", price=str(lower),
+        cancelReplaceMode="STOP_ON_FAILURE", cancelOrigClientOrderId="tp-1", newClientOrderId="tp-2", **WINDOW)
+    assert (moved["cancelResult"], moved["newOrderResult"]) == ("SUCCESS", "SUCCESS")
+    assert moved["cancelResponse"]["origClientOrderId"] == "tp-1" and moved["cancelResponse"]["status"] == "CANCELED"
+    assert moved["newOrderResponse"]["clientOrderId"] == "tp-2" and D(moved["newOrderResponse"]["price"]) == lower
+    opened = await (await synced(client)).get_open_orders(symbol="BTCUSDT", **WINDOW)
+    assert [o["clientOrderId"] for o in opened] == ["tp-2"]
+    assert balances(await (await synced(client)).get_account(**WINDOW))["USDT"][1] == lower * D("0.01")
+    # the order to cancel is gone: STOP_ON_FAILURE places nothing, ALLOW_FAILURE places the new one
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).cancel_replace_order(
+            symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01000", price=str(lower),
+            cancelReplaceMode="STOP_ON_FAILURE", cancelOrderId=str(first["orderId"]), **WINDOW)
+    assert (err.value.code, err.value.message) == (-2022, "Order cancel-replace failed.")
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).cancel_replace_order(
+            symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01000", price=str(lower),
+            cancelReplaceMode="ALLOW_FAILURE", cancelOrderId=str(first["orderId"]), newClientOrderId="tp-3",
+            **WINDOW)
+    assert err.value.code == -2021
+    opened = await (await synced(client)).get_open_orders(symbol="BTCUSDT", **WINDOW)
+    assert sorted(o["clientOrderId"] for o in opened) == ["tp-2", "tp-3"]
+    from exchange_sim._trading_api import CancelReplaceFailed
+
+    with pytest.raises(CancelReplaceFailed) as failed:  # the body's "data" (python-binance keeps only code and msg)
+        sim._trading.cancel_replace(KEY, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                                          "quantity": "0.01000", "price": str(lower),
+                                          "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrderId": "999"},
+                                    sim.now_ms())
+    assert failed.value.data == {"cancelResult": "FAILURE", "cancelResponse": {"code": -2011,
+                                                                               "msg": "Unknown order sent."},
+                                 "newOrderResult": "NOT_ATTEMPTED", "newOrderResponse": None}
