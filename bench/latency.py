@@ -49,11 +49,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -63,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from memory import DATA, Started, _pro_workers, _quiet_logs  # noqa: E402
+from memory import DATA, Started, _pro_workers, run_main  # noqa: E402
 
 STAGES = ("wait", "screen", "signal", "analysis", "execution", "total")
 
@@ -336,39 +333,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    args = _parser().parse_args()
-    if not (DATA / "spot" / "1m").is_dir():
-        print(f"no replay data at {DATA}", file=sys.stderr)
-        return 2
-    _quiet_logs()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    workdir.chmod(0o755)  # pgserver runs postgres as its own user when we are root
-    started = Started()
-    print(f"work folder: {workdir}", flush=True)
-
-    async def guarded() -> dict[str, Any]:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await Bench(args, workdir, started).run()
-
-    result: dict[str, Any] | None = None
-    try:
-        result = asyncio.run(guarded())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: everything started was stopped", flush=True)
-    except Exception as exc:
-        print(f"bench failed: {type(exc).__name__}: {exc}", flush=True)
-    finally:
-        started.stop_all()
-        if args.keep_logs or result is None:
-            print(f"logs kept in {workdir}", flush=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if result is None:
-        return 1
-    print(json.dumps(result))
-    return 0
+    return run_main(_parser().parse_args(), "bench-latency-", Bench)
 
 
 if __name__ == "__main__":

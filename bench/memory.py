@@ -764,13 +764,15 @@ def _quiet_logs() -> None:
     )
 
 
-def main() -> int:
-    args = _parser().parse_args()
+def run_main(args: argparse.Namespace, prefix: str, make_bench: Any) -> int:
+    """Run ``make_bench(args, workdir, started).run()`` in a fresh work folder; print its result as the
+    last line. Everything started is stopped on exit, also on Ctrl-C, SIGTERM or an error; the folder
+    is kept (and named) when ``--keep-logs`` or when the run failed. Shared by the machine benches."""
     if not (DATA / "spot" / "1m").is_dir():
         print(f"no replay data at {DATA}", file=sys.stderr)
         return 2
     _quiet_logs()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     workdir.chmod(0o755)  # pgserver runs postgres as its own user when we are root
     started = Started()
     print(f"work folder: {workdir}", flush=True)
@@ -779,7 +781,7 @@ def main() -> int:
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await Bench(args, workdir, started).run()
+        return await make_bench(args, workdir, started).run()
 
     result: dict[str, Any] | None = None
     try:
@@ -798,6 +800,10 @@ def main() -> int:
         return 1
     print(json.dumps(result))
     return 0
+
+
+def main() -> int:
+    return run_main(_parser().parse_args(), "bench-memory-", Bench)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from ._candles import partial_row
+from ._errors import BinanceAPIError
 from ._history import MarketHistory
 from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order, cross_orders, place_order
 from ._signing import ApiKey
@@ -113,18 +114,21 @@ class Accounts:
         return low, high, last
 
     # ------------------------------------------------------------ orders
-    def place(self, account: str, order: NewOrder, now: int) -> Placed:
-        """Place an order at the replay's prices now (``place_order``); raises BinanceAPIError."""
+    def place(self, account: str, order: NewOrder, now: int, *, commit: bool = True) -> Placed:
+        """Place an order at the replay's prices now (``place_order``); raises BinanceAPIError.
+
+        ``commit`` False (``/order/test``): checked and matched like a real order, the book kept as it is
+        (resting orders still meet the prices since the last look first: those fills are real)."""
         self.cross_due(order.symbol, now)
         spec = self._specs[order.symbol]
         last = self.last_price(order.symbol, now)
         avg = self.avg_price(order.symbol, now)
         if last is None or avg is None:
-            from ._errors import BinanceAPIError
-
             raise BinanceAPIError(-1013, "Market is closed.")
         placed = place_order(self.books[account], order, spec, self.fees, last=last, avg_price=avg, now_ms=now,
                              slippage_bps=self.slippage_bps)
+        if not commit:
+            return placed
         self.books[account] = placed.book
         self.trades[account].extend(placed.trades)
         return placed

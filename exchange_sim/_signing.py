@@ -24,7 +24,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ._errors import BinanceAPIError
+from ._params import INTEGER_RANGE, decimal_param
 
 __all__ = ["ApiKey", "authenticate", "check_timing", "split_signature"]
 
@@ -88,31 +89,18 @@ def split_signature(raw: str) -> tuple[str, str | None]:
     return "&".join(kept), signature
 
 
-def _decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
-    text = params.get(name)
-    if text is None or text == "":
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]+$'.")
-    if not value.is_finite() or value < 0:
-        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]+$'.")
-    return value
-
-
 def check_timing(params: Mapping[str, str], server_ms: int) -> None:
     """The timing rule of the module doc (``params``: the request's decoded parameters).
 
     Raises:
         BinanceAPIError: -1102 no timestamp, -1131 recvWindow above 60000, -1021 outside the window.
     """
-    timestamp = _decimal_param(params, "timestamp")
+    timestamp = decimal_param(params, "timestamp", INTEGER_RANGE)
     if timestamp is None:
         raise BinanceAPIError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
     if len(params["timestamp"].split(".")[0]) >= 16:  # microseconds
         timestamp = timestamp / 1000
-    window = _decimal_param(params, "recvWindow")
+    window = decimal_param(params, "recvWindow")
     window = DEFAULT_RECV_WINDOW_MS if window is None else window
     if window > MAX_RECV_WINDOW_MS:
         raise BinanceAPIError(-1131, "recvWindow must be less than 60000")

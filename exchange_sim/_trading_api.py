@@ -20,10 +20,13 @@ orders per INTERVAL." before it reaches the matching engine.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+import base64
 import time
+import uuid
+import zlib
 from collections import deque
 
 import orjson
@@ -32,6 +35,7 @@ from aiohttp import web
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
 from ._matching import NewOrder, Order, Trade
+from ._params import decimal_param
 from ._signing import authenticate
 
 __all__ = ["TradingApi"]
@@ -41,19 +45,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _n(value: Decimal) -> str:
     return f"{value:.8f}"
-
-
-def _decimal(params: dict[str, str], name: str) -> Decimal | None:
-    text = params.get(name)
-    if text is None or text == "":
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.")
-    if not value.is_finite():
-        raise BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'.")
-    return value
 
 
 def _order_json(order: Order) -> dict[str, Any]:
@@ -66,6 +57,11 @@ def _order_json(order: Order) -> dict[str, Any]:
         "updateTime": order.update_time, "isWorking": order.working_time >= 0,
         "workingTime": order.working_time, "origQuoteOrderQty": _n(Decimal(0)), "selfTradePreventionMode": "NONE",
     }  # fmt: skip
+
+
+def _generated_id() -> str:
+    """A client order id for a request that sent none (22 characters, as Binance's are)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def _fill_json(trade: Trade) -> dict[str, Any]:
@@ -194,9 +190,9 @@ class TradingApi:
             if not params.get(name):
                 raise BinanceAPIError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
         return NewOrder(
-            symbol, params["side"], params["type"], params.get("newClientOrderId") or f"sim{now}{id(params) % 10**6}",
-            quantity=_decimal(params, "quantity"), quote_order_qty=_decimal(params, "quoteOrderQty"),
-            price=_decimal(params, "price"), stop_price=_decimal(params, "stopPrice"),
+            symbol, params["side"], params["type"], params.get("newClientOrderId") or _generated_id(),
+            quantity=decimal_param(params, "quantity"), quote_order_qty=decimal_param(params, "quoteOrderQty"),
+            price=decimal_param(params, "price"), stop_price=decimal_param(params, "stopPrice"),
             time_in_force=params.get("timeInForce") or None,
         )  # fmt: skip
 
@@ -265,13 +261,8 @@ class TradingApi:
         return {**cancel_result, "newOrderResult": "SUCCESS", "newOrderResponse": new}
 
     def test_order(self, account: str, params: dict[str, str], now: int) -> object:
-        """Validates like a new order (on a copy of the book) and places nothing."""
-        order = self._new_order(params, now)
-        saved = (dict(self._accounts.books), {a: list(t) for a, t in self._accounts.trades.items()})
-        try:
-            self._accounts.place(account, order, now)
-        finally:
-            self._accounts.books, self._accounts.trades = saved
+        """Validates like a new order and places nothing."""
+        self._accounts.place(account, self._new_order(params, now), now, commit=False)
         return {}
 
     def _find(self, account: str, params: dict[str, str], now: int) -> Order:
@@ -305,7 +296,7 @@ class TradingApi:
         done = self._accounts.cancel(account, order.order_id, now)
         body = _order_json(done)
         return {"symbol": done.symbol, "origClientOrderId": done.client_order_id, "orderId": done.order_id,
-                "orderListId": -1, "clientOrderId": params.get("newClientOrderId") or f"cancel{now}",
+                "orderListId": -1, "clientOrderId": params.get("newClientOrderId") or _generated_id(),
                 "transactTime": now, **{k: body[k] for k in ("price", "origQty", "executedQty", "cummulativeQuoteQty",
                                                              "status", "timeInForce", "type", "side",
                                                              "selfTradePreventionMode")}}
@@ -348,5 +339,5 @@ class TradingApi:
             "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now, "accountType": "SPOT",
             "balances": [{"asset": a, "free": _n(f), "locked": _n(lk)}
                          for a, (f, lk) in sorted(self._accounts.books[account].balances.items())],
-            "permissions": ["SPOT"], "uid": abs(hash(account)) % 10**9,
+            "permissions": ["SPOT"], "uid": zlib.crc32(account.encode()),
         }  # fmt: skip

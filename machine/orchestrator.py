@@ -10,7 +10,6 @@ timers, position monitor, heartbeat, HTTP. Shutdown reverses it.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -27,7 +26,8 @@ from machine.accounts import equity
 from machine.analysis import AnalysisClient
 from machine.control import ControlService
 from machine.execution import CloseRequest, ExecutionService, PaperExecutor, SymbolRules, Trigger
-from machine.http import MetricsSnapshot, create_app
+from machine.heartbeat import Heartbeat
+from machine.http import MetricsSnapshot, create_app, rss_mb
 from machine.latency import LatencyBook, TickTiming
 from machine.market import BinanceRest, MarketFeed
 from machine.persistence import (
@@ -49,7 +49,7 @@ from machine.sequences import MarketView, SequenceEngine
 from machine.settings import MachineSettings
 from machine.signals import SignalPipeline
 from machine.store import MarketStore
-from machine.timers import INTERVAL_MS, Schedule, ScheduleError, Timers, parse_schedule
+from machine.timers import INTERVAL_MS, Schedule, ScheduleError, Timers, intervals_needed, parse_schedule
 from machine.traders import TraderConfig
 from sandbox import FilterRejected, SandboxPool
 
@@ -78,8 +78,6 @@ class Machine:
         self._reload_lock = asyncio.Lock()
         self._shutting_down = False
         self._runner: web.AppRunner | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self.heartbeats = 0
         self.http_port: int | None = None
 
     # ================================================================ lifecycle
@@ -176,8 +174,9 @@ class Machine:
 
         self.timers.start()
         self.monitor.start()
-        await self._heartbeat_once()
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        self.heartbeat = Heartbeat(self._machine_repo, self.user_id, s.machine_id, self._heartbeat_stats,
+                                   s.heartbeat_interval_s)
+        await self.heartbeat.start()
         self.control = ControlService(user_id=self.user_id, trading=self._trading_repo, risk_repo=risk_repo,
                                       risk=self.risk, execution=self.execution, traders=self._trader_configs)
         app = create_app(self, s.machine_token.get_secret_value(), self.control)
@@ -202,9 +201,7 @@ class Machine:
         await self.risk.settle()
         await self.risk.stop()
         await self.feed.stop()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-        await self._heartbeat_once()
+        await self.heartbeat.stop()
         open_positions = len(await self._trading_repo.open_positions(self.user_id))
         watching = len(await self._signal_repo.watching(self.user_id))
         await self.sandbox.stop()
@@ -232,7 +229,7 @@ class Machine:
         for loaded in self._traders.values():
             syms = [s for s, _ in loaded.runtime.symbols]
             tickers.update(syms)
-            for tf in _intervals_needed(loaded.runtime.config, loaded.check, loaded.reanalysis):
+            for tf in intervals_needed(loaded.runtime.config.timeframes, loaded.check, loaded.reanalysis):
                 pairs.update((s, tf) for s in syms)
         return pairs, tickers
 
@@ -252,7 +249,7 @@ class Machine:
         tlog = self._log.bind(trader_id=str(trader.id))
         try:
             check, reanalysis = await self._validate(trader)
-            for tf in _intervals_needed(trader, check, reanalysis):
+            for tf in intervals_needed(trader.timeframes, check, reanalysis):
                 self.store.ensure_interval(tf)
             spec = self.store.market_spec()
             if spec != self._market_spec:  # a new interval: workers must attach its segment
@@ -405,19 +402,10 @@ class Machine:
                        ended_sequences=sum(r.status == "failed" for r in sequences))
 
     # ================================================================ heartbeat
-    async def _heartbeat_once(self) -> None:
-        try:
-            stats = {"traders": len(self._traders), "symbols": len({s for lt in self._traders.values() for s, _ in lt.runtime.symbols}),
-                     "openPositions": len(self.monitor.positions), "newestKlineAgeMs": self._kline_age_ms()}
-            await self._machine_repo.heartbeat(self.user_id, self.settings.machine_id, stats)
-            self.heartbeats += 1
-        except Exception as exc:
-            self._log.warning("heartbeat_failed", error=str(exc))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-            await self._heartbeat_once()
+    def _heartbeat_stats(self) -> dict[str, Any]:
+        return {"traders": len(self._traders), "openPositions": len(self.monitor.positions),
+                "symbols": len({s for lt in self._traders.values() for s, _ in lt.runtime.symbols}),
+                "newestKlineAgeMs": self._kline_age_ms()}
 
     # ================================================================ control (HTTP)
     def _market_time_ms(self) -> int:
@@ -467,7 +455,7 @@ class Machine:
             signals_triggered_1h=triggered,
             open_positions=len(self.monitor.positions),
             watching_signals=self.pipeline.watching_count,
-            memory_usage_mb=_rss_mb() or 0.0,
+            memory_usage_mb=rss_mb() or 0.0,
             websocket_status="connected" if feed.get("connected") else "disconnected",
             last_kline_update=datetime.fromtimestamp(newest / 1000, tz=timezone.utc).isoformat() if newest else None,
             counters={
@@ -484,7 +472,7 @@ class Machine:
                 "orders_failed_total": self.execution.orders_failed,
                 "position_exits_total": self.monitor.exits,
                 "stale_price_waits_total": self._paper.stale_waits,
-                "heartbeats_total": self.heartbeats,
+                "heartbeats_total": self.heartbeat.beats,
                 "stream_messages_total": float(feed.get("messages", 0)),
                 "stream_malformed_total": float(feed.get("malformed", 0)),
                 "stream_reconnects_total": float(feed.get("reconnects", 0)),
@@ -507,27 +495,3 @@ class Machine:
         asyncio.get_running_loop().call_later(0.05, self._stopped.set)
         return {"success": True, "message": "Machine shutting down gracefully", **summary}
 
-
-def _intervals_needed(trader: TraderConfig, check: Schedule, reanalysis: Schedule) -> set[str]:
-    """Every kline interval the trader needs stored and streamed.
-
-    Its timeframes (the filter's ``klines`` and the analysis payload), and the
-    interval of each candle-close schedule: a ``1h_close`` check or a
-    ``5m_close`` re-analysis fires only when that interval's candles close,
-    which the machine sees only for intervals it streams.
-    """
-    needed = set(trader.timeframes)
-    for schedule in (check, reanalysis):
-        if schedule.kind == "close":
-            needed.add(schedule.interval)
-    return needed
-
-
-def _rss_mb() -> float | None:
-    """Current resident set size from /proc (Linux), in MB."""
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
-    except (OSError, ValueError, IndexError):
-        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["MetricsSnapshot", "render_prometheus"]
+__all__ = ["MetricsSnapshot", "render_prometheus", "rss_mb"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +71,13 @@ def render_prometheus(snap: MetricsSnapshot) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snap))  # type: ignore[arg-type]
     return generate_latest(registry)
+
+
+def rss_mb() -> float | None:
+    """This process's resident set size from /proc (Linux), in MB; None where it cannot be read."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
+    except (OSError, ValueError, IndexError):
+        return None

@@ -240,38 +240,6 @@ class TradingRepository:
         return PositionRecord.from_row(row)
 
     # ------------------------------------------------------------ closing
-    async def create_close_intent(
-        self, position: PositionRecord, user_id: UUID, client_order_id: Callable[[int], str],
-        quantity: Decimal | None = None,
-    ) -> TradeRecord | None:
-        """Insert the pending closing trade; None when one is already pending or filled.
-
-        ``client_order_id(attempt)`` gives the order's id, where ``attempt`` is 1 plus
-        the number of earlier (cancelled) closing intents of the position.
-        ``quantity``: the closing order's size (``machine.accounts.close_quantity``;
-        default the position's size).
-        """
-        quantity = position.size if quantity is None else quantity
-        order_side = "SELL" if position.side == "long" else "BUY"
-        # No transaction around the two: under READ COMMITTED it would not make them atomic either.
-        # The unique indexes decide a race (a second pending close, or the same id): nothing inserted.
-        async with self._pool.acquire() as conn:
-            attempts = await conn.fetchval(
-                "SELECT count(*) FROM trades WHERE position_id = $1 AND purpose = 'close'", position.id
-            )
-            coid = client_order_id(attempts + 1)
-            trade_id = await conn.fetchval(
-                "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, quantity, status) "
-                "VALUES ($1, $2, $3, $4, 'close', $5, $6, $7, $8, 'pending') ON CONFLICT DO NOTHING RETURNING id",
-                position.id, position.trader_id, user_id, position.mode, order_side, position.symbol, coid, quantity,
-            )
-        if trade_id is None:
-            return None
-        return TradeRecord(
-            trade_id, position.id, position.trader_id, "close", order_side, position.symbol, coid,
-            quantity, "pending", position.mode,
-        )
-
     async def pending_close(self, position_id: UUID) -> TradeRecord | None:
         """The position's closing intent that is still ``pending`` (sent or not, never booked), if any."""
         r = await self._pool.fetchrow(

@@ -1,6 +1,6 @@
 """When traders run: fixed intervals and candle closes."""
 
-from machine.timers._schedule import INTERVAL_MS, Schedule, ScheduleError, parse_schedule
+from machine.timers._schedule import INTERVAL_MS, Schedule, ScheduleError, intervals_needed, parse_schedule
 from machine.timers._timers import Timers
 
-__all__ = ["INTERVAL_MS", "Schedule", "ScheduleError", "Timers", "parse_schedule"]
+__all__ = ["INTERVAL_MS", "Schedule", "ScheduleError", "Timers", "intervals_needed", "parse_schedule"]

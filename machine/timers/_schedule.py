@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from machine.store import INTERVAL_MS as STORE_INTERVAL_MS
@@ -48,3 +49,18 @@ def parse_schedule(text: str) -> Schedule:
     if not 1 <= seconds <= 86_400:
         raise ScheduleError(f"check interval {text!r} must be between 1s and 24h")
     return Schedule("fixed", seconds=float(seconds))
+
+
+def intervals_needed(timeframes: Iterable[str], *schedules: Schedule) -> set[str]:
+    """Every kline interval a trader needs stored and streamed.
+
+    Its timeframes (the filter's ``klines`` and the analysis payload), and the
+    interval of each candle-close schedule: a ``1h_close`` check or a
+    ``5m_close`` re-analysis fires only when that interval's candles close,
+    which the machine sees only for intervals it streams.
+    """
+    needed = set(timeframes)
+    for schedule in schedules:
+        if schedule.kind == "close":
+            needed.add(schedule.interval)
+    return needed

@@ -204,3 +204,31 @@ async def test_cancel_replace_moves_a_resting_order_and_reports_each_half(sim_cl
     assert failed.value.data == {"cancelResult": "FAILURE", "cancelResponse": {"code": -2011,
                                                                                "msg": "Unknown order sent."},
                                  "newOrderResult": "NOT_ATTEMPTED", "newOrderResponse": None}
+
+
+async def test_a_test_order_places_nothing_but_keeps_the_fills_of_resting_orders(binance_data: Path):
+    """``/order/test`` used to match on the live books and then restore them: a resting order the
+    prices had reached in between was filled and then lost (its prices counted as seen)."""
+    from exchange_sim._errors import BinanceAPIError
+    from exchange_sim._matching import NewOrder
+
+    async with Simulator(binance_data, speed=1e-9, symbols=["BTCUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
+                         balances={"USDT": D(10000), "BTC": D(1)}) as sim:
+        t0 = sim.now_ms()
+        accounts = sim.accounts
+        last = accounts.last_price("BTCUSDT", t0)
+        rows = sim.history.closed_rows("BTCUSDT", t0 - t0 % 60_000 + 60_000, t0 - t0 % 60_000 + 31 * 60_000)
+        high = max(D(repr(float(r[2]))) for r in rows)
+        assert high > last  # the next half hour trades above the last price
+        price = high.quantize(D("0.01"), rounding="ROUND_DOWN")
+        sell = NewOrder("BTCUSDT", "SELL", "LIMIT", "s", quantity=D("0.01"), price=price, time_in_force="GTC")
+        resting = accounts.place(KEY, sell, t0).order
+        t1 = t0 - t0 % 60_000 + 31 * 60_000
+        probe = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.00100", "newClientOrderId": "probe"}
+        assert sim._trading.test_order(KEY, probe, t1) == {}  # the handler of POST /api/v3/order/test
+        with pytest.raises(BinanceAPIError):  # checked like a real order
+            sim._trading.test_order(KEY, {**probe, "quantity": "500.00000"}, t1)
+        book = accounts.books[KEY]
+        assert "probe" not in {o.client_order_id for o in book.orders.values()}  # ... and not placed
+        assert book.orders[resting.order_id].status == "FILLED"  # the resting sell the prices reached
+        assert [t.price for t in accounts.trades[KEY] if t.order_id == resting.order_id] == [price]

@@ -236,7 +236,9 @@ async def test_a_pending_close_the_venue_never_saw_is_cancelled_then_sent_once(e
     pos = await service.open(trader, sig, "BTCUSDT", "long", stop_loss=None, take_profit=None)
     # an intent written, then the process died before sending it
     from machine.execution._orders import client_order_id
-    await service._repo.create_close_intent(pos, user_id, lambda a: client_order_id(pos.id, "close", a), pos.size)
+    from machine.persistence import CloseIntent
+    await service._repo.create_close_intents(user_id, [CloseIntent(pos.id, trader.id, "paper", "SELL", "BTCUSDT",
+                                                                   client_order_id(pos.id, "close", 1), pos.size)])
     await service.close(pos, "take_profit")
     rows = await pool.fetch("SELECT client_order_id, status FROM trades WHERE purpose = 'close' ORDER BY created_at")
     assert [(r["client_order_id"][:3], r["status"]) for r in rows] == [("c01", "cancelled"), ("c02", "filled")]
