@@ -8,17 +8,21 @@ price the path reached since the previous call (the minutes and thirds in betwee
 so a wick through a level fills it. ``avgPrice`` is the mean close of the last 5
 closed minutes (``GET /api/v3/avgPrice``), used by the NOTIONAL and PERCENT_PRICE_BY_SIDE
 filters.
+
+Each account's unfilled order count (:mod:`._order_count`) is kept here: a placed order
+counts, its first fill (at once or when the replay reaches it) takes it off again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from ._candles import partial_row
 from ._errors import BinanceAPIError
 from ._history import MarketHistory
 from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order, cross_orders, place_order
+from ._order_count import OrderLimit, UnfilledOrderCount
 from ._signing import ApiKey
 from ._filters import SymbolSpec
 
@@ -41,10 +45,12 @@ class Accounts:
         fees: maker/taker commission rates.
         slippage_bps: how far a MARKET order fills from the last price, against the taker.
         specs: symbol -> its ``exchangeInfo`` entry as a :class:`SymbolSpec`.
+        order_limits: the ``ORDERS`` rate limits (unfilled order count per account).
     """
 
     def __init__(self, keys: Iterable[ApiKey], balances: Mapping[str, Decimal], fees: Fees, slippage_bps: Decimal,
-                 history: MarketHistory, specs: Mapping[str, SymbolSpec]) -> None:
+                 history: MarketHistory, specs: Mapping[str, SymbolSpec],
+                 order_limits: Sequence[OrderLimit] = ()) -> None:
         self.keys = {k.api_key: k for k in keys}
         start = {asset: (Decimal(amount), Decimal(0)) for asset, amount in balances.items()}
         self.books: dict[str, Book] = {k.account: Book(dict(start)) for k in self.keys.values()}
@@ -54,6 +60,7 @@ class Accounts:
         self._history = history
         self._specs = specs
         self._crossed_to: dict[str, int] = {}  # symbol -> replay time prices were applied up to
+        self.order_count = UnfilledOrderCount(order_limits or OrderLimit.from_rate_limits([]))
 
     def spec(self, symbol: str) -> SymbolSpec:
         return self._specs[symbol]
@@ -115,10 +122,13 @@ class Accounts:
 
     # ------------------------------------------------------------ orders
     def place(self, account: str, order: NewOrder, now: int, *, commit: bool = True) -> Placed:
-        """Place an order at the replay's prices now (``place_order``); raises BinanceAPIError.
+        """Place an order at the replay's prices now (``place_order``); raises BinanceAPIError
+        (-1015, HTTP 429, over the unfilled order count).
 
         ``commit`` False (``/order/test``): checked and matched like a real order, the book kept as it is
-        (resting orders still meet the prices since the last look first: those fills are real)."""
+        (resting orders still meet the prices since the last look first: those fills are real), not counted."""
+        if commit:
+            self.order_count.check(account)
         self.cross_due(order.symbol, now)
         spec = self._specs[order.symbol]
         last = self.last_price(order.symbol, now)
@@ -131,6 +141,9 @@ class Accounts:
             return placed
         self.books[account] = placed.book
         self.trades[account].extend(placed.trades)
+        self.order_count.placed(account)
+        for _ in placed.trades:
+            self.order_count.filled(account)
         return placed
 
     def cancel(self, account: str, order_id: int, now: int) -> Order:
@@ -160,6 +173,7 @@ class Accounts:
             for order, trade in events:
                 if trade is not None:
                     self.trades[account].append(trade)
+                    self.order_count.filled(account)
                 changed.append((account, order, trade))
         return changed
 

@@ -7,6 +7,10 @@ every other symbol ``BREAK``; ``serverTime`` is the replay clock. A replayed sym
 missing from the file gets a minimal synthesized entry (documented in README.md).
 Symbol aliases (see :mod:`._aliases`) get a copy of their source symbol's entry under
 their own name (``symbol``, ``baseAsset``), status ``TRADING``, listed after the others.
+
+Self-trade prevention: every symbol that allows ``EXPIRE_MAKER`` is served with it as its
+``defaultSelfTradePreventionMode``, Binance's spot default today (the recording predates
+it and says ``NONE``); the matching engine applies it (:mod:`._matching`).
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def _synthesized(symbol: str) -> dict[str, object]:
             {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
              "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
         ],
-        "permissions": ["SPOT"],
+        "permissions": ["SPOT"], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }  # fmt: skip
 
 
@@ -90,6 +95,8 @@ class ExchangeInfo:
         for entry in entries:
             entry = copy.deepcopy(entry)
             entry["status"] = "TRADING" if entry["symbol"] in replayed else "BREAK"
+            if "EXPIRE_MAKER" in entry.get("allowedSelfTradePreventionModes", ()):
+                entry["defaultSelfTradePreventionMode"] = "EXPIRE_MAKER"
             self._symbols[entry["symbol"]] = entry
         for symbol in sorted(replayed - set(self._symbols)):
             self._symbols[symbol] = _synthesized(symbol)

@@ -6,7 +6,8 @@ size; a 0 bound is not checked), ``LOT_SIZE`` (every order's quantity), ``MARKET
 (market orders' quantity, a 0 step not checked), ``NOTIONAL`` (price x quantity; market
 orders at the average price, each bound only when ``applyMinToMarket`` /
 ``applyMaxToMarket``), ``MIN_NOTIONAL`` (older entries) and ``PERCENT_PRICE_BY_SIDE``
-(a limit price within ``[avgPrice * down, avgPrice * up]`` of its side). All amounts are
+(a limit price within ``[avgPrice * down, avgPrice * up]`` of its side), ``MAX_NUM_ORDERS``
+and ``MAX_NUM_ALGO_ORDERS`` (open orders of the account on the symbol). All amounts are
 ``Decimal`` (prices in the quote asset, quantities in the base asset).
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from ._errors import BinanceAPIError
 
-__all__ = ["SymbolSpec", "check_order_filters"]
+__all__ = ["SymbolSpec", "check_open_orders", "check_order_filters"]
 
 _ZERO = Decimal(0)
 
@@ -43,6 +44,8 @@ class SymbolSpec:
     filters: Mapping[str, Mapping[str, Any]]
     base_commission_precision: int = 8
     quote_commission_precision: int = 8
+    default_stp: str = "NONE"
+    allowed_stp: frozenset[str] = frozenset({"NONE"})
 
     @classmethod
     def from_exchange_info(cls, entry: Mapping[str, Any]) -> SymbolSpec:
@@ -52,6 +55,8 @@ class SymbolSpec:
             filters={f["filterType"]: f for f in entry.get("filters", ())},
             base_commission_precision=int(entry.get("baseCommissionPrecision", 8)),
             quote_commission_precision=int(entry.get("quoteCommissionPrecision", 8)),
+            default_stp=str(entry.get("defaultSelfTradePreventionMode", "NONE")),
+            allowed_stp=frozenset(entry.get("allowedSelfTradePreventionModes", ("NONE",))),
         )  # fmt: skip
 
     @property
@@ -115,3 +120,19 @@ def check_order_filters(
             f["askMultiplierUp"], f["askMultiplierDown"])
         if not avg_price * _d(down) <= price <= avg_price * _d(up):
             raise _failure("PERCENT_PRICE_BY_SIDE")
+
+
+def check_open_orders(spec: SymbolSpec, *, open_orders: int, open_algo: int, algo: bool) -> None:
+    """Check that one more order fits the symbol's open-order caps: ``open_orders`` the account's
+    open orders of the symbol, ``open_algo`` those of them that are stop-loss / take-profit orders,
+    ``algo`` whether the new one is.
+
+    Raises:
+        BinanceAPIError: -1013 "Filter failure: MAX_NUM_ORDERS" (or ``MAX_NUM_ALGO_ORDERS``).
+    """
+    f = spec.filters.get("MAX_NUM_ORDERS")
+    if f is not None and open_orders + 1 > int(f.get("maxNumOrders", f.get("limit", 0)) or 1 << 62):
+        raise _failure("MAX_NUM_ORDERS")
+    f = spec.filters.get("MAX_NUM_ALGO_ORDERS")
+    if algo and f is not None and open_algo + 1 > int(f.get("maxNumAlgoOrders", f.get("limit", 0)) or 1 << 62):
+        raise _failure("MAX_NUM_ALGO_ORDERS")

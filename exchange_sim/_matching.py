@@ -32,6 +32,20 @@ to the commission precision. An order the free balance cannot cover is rejected
 equal to one of the account's **open** orders' is rejected (-2010 "Duplicate order
 sent."); the id of a finished order may be used again.
 
+Self-trade prevention (``faqs/stp_faq.md``): an order that takes at once (a MARKET, a
+marketable LIMIT) would match the account's own resting orders of the other side that sit
+in the book (LIMIT, LIMIT_MAKER, a triggered stop-limit) at a price it reaches (a BUY those
+at or below its fill price, or its limit price; a SELL those at or above). The taker's
+``selfTradePreventionMode`` (the symbol's default when not sent) decides: ``EXPIRE_MAKER``
+expires those resting orders, ``EXPIRE_TAKER`` the new order, ``EXPIRE_BOTH`` both, each
+with status ``EXPIRED_IN_MATCH``, a ``preventedMatchId`` and its lock released; the new order
+otherwise fills as usual. ``NONE``: as there is no depth, the new order fills from the market
+and the resting orders stay (on Binance they would trade with each other).
+
+Open orders per symbol (``filters.md``): ``MAX_NUM_ORDERS`` caps the account's open orders
+of the symbol, ``MAX_NUM_ALGO_ORDERS`` its open stop-loss / take-profit orders; the order
+that would go over is rejected -1013 "Filter failure: MAX_NUM_ORDERS" (or ``_ALGO_``).
+
 Amounts are ``Decimal``: prices in the quote asset, quantities in the base asset,
 times in ms since the Unix epoch (UTC).
 """
@@ -43,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from ._errors import BinanceAPIError
-from ._filters import SymbolSpec, check_order_filters
+from ._filters import SymbolSpec, check_open_orders, check_order_filters
 
 __all__ = [
     "Book", "Fees", "NewOrder", "Order", "Placed", "Trade", "cancel_order", "cross_orders", "place_order",
@@ -52,6 +66,7 @@ __all__ = [
 ORDER_TYPES = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
                          "TAKE_PROFIT_LIMIT"})
 _STOPS = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+STP_MODES = frozenset({"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"})
 _ZERO = Decimal(0)
 _INSUFFICIENT = "Account has insufficient balance for requested action."
 
@@ -78,11 +93,13 @@ class NewOrder:
     price: Decimal | None = None
     stop_price: Decimal | None = None
     time_in_force: str | None = None
+    stp_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """An order as ``GET /api/v3/order`` shows it (``status``: NEW, FILLED, CANCELED, EXPIRED)."""
+    """An order as ``GET /api/v3/order`` shows it (``status``: NEW, FILLED, CANCELED, EXPIRED,
+    EXPIRED_IN_MATCH)."""
 
     order_id: int
     client_order_id: str
@@ -102,6 +119,15 @@ class Order:
     locked_asset: str = ""
     locked: Decimal = _ZERO
     working_time: int = -1
+    stp_mode: str = "NONE"
+    prevented_match_id: int | None = None
+    prevented_quantity: Decimal = _ZERO
+
+    @property
+    def in_book(self) -> bool:
+        """Open and resting at its limit price (not an untriggered stop)."""
+        return self.is_open and (self.type in ("LIMIT", "LIMIT_MAKER") or (self.type in _STOPS and self.triggered
+                                                                           and self.type.endswith("_LIMIT")))
 
     @property
     def is_open(self) -> bool:
@@ -133,6 +159,7 @@ class Book:
     orders: Mapping[int, Order] = field(default_factory=dict)
     next_order_id: int = 1
     next_trade_id: int = 1
+    next_prevented_match_id: int = 1
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, (_ZERO, _ZERO))[0]
@@ -143,11 +170,13 @@ class Book:
 
 @dataclass(frozen=True, slots=True)
 class Placed:
-    """The book after an order, the order as it stands and the fills it made."""
+    """The book after an order, the order as it stands, the fills it made and the account's
+    resting orders self-trade prevention expired."""
 
     book: Book
     order: Order
     trades: tuple[Trade, ...] = ()
+    expired: tuple[Order, ...] = ()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -207,6 +236,12 @@ def _validate(order: NewOrder, spec: SymbolSpec) -> None:
         raise BinanceAPIError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
     if order.time_in_force is not None and order.time_in_force not in ("GTC", "IOC", "FOK"):
         raise BinanceAPIError(-1115, "Invalid timeInForce.")
+    if order.stp_mode is not None:
+        if order.stp_mode not in STP_MODES:
+            raise BinanceAPIError(-1100, "Illegal characters found in parameter 'selfTradePreventionMode'; legal "
+                                         "range is 'NONE|EXPIRE_TAKER|EXPIRE_MAKER|EXPIRE_BOTH'.")
+        if order.stp_mode not in spec.allowed_stp:
+            raise BinanceAPIError(-2010, "This symbol does not allow the specified self-trade prevention mode.")
     for name, value in (("quantity", order.quantity), ("quoteOrderQty", order.quote_order_qty),
                         ("price", order.price), ("stopPrice", order.stop_price)):
         if value is not None and value <= 0:
@@ -255,12 +290,16 @@ def place_order(
     Raises:
         BinanceAPIError: -1013 a filter failure or invalid amount, -1102/-1106 a missing or
             extra parameter, -1115/-1116 an unknown time in force or type, -2010 a duplicate
-            client order id, insufficient balance, a LIMIT_MAKER that would take, or a stop
-            that would trigger at once.
+            client order id, insufficient balance, a LIMIT_MAKER that would take, a stop
+            that would trigger at once, or a self-trade prevention mode the symbol does not
+            allow; -1013 ``MAX_NUM_ORDERS`` / ``MAX_NUM_ALGO_ORDERS`` over the open-order caps.
     """
     _validate(order, spec)
     if any(o.client_order_id == order.client_order_id for o in book.open_orders()):
         raise BinanceAPIError(-2010, "Duplicate order sent.")
+    open_here = book.open_orders(order.symbol)
+    check_open_orders(spec, open_orders=len(open_here), open_algo=sum(o.type in _STOPS for o in open_here),
+                      algo=order.type in _STOPS)
     tick = spec.tick_size
     quantity = order.quantity
     if order.type == "MARKET" and quantity is None:
@@ -290,24 +329,53 @@ def place_order(
     else:
         lock_asset, lock_amount = spec.base_asset, quantity
     _lock(balances, lock_asset, lock_amount)
+    mode = order.stp_mode or spec.default_stp
     placed = Order(book.next_order_id, order.client_order_id, order.symbol, order.side, order.type,
                    order.time_in_force, order.price or _ZERO, quantity, order.stop_price or _ZERO, "NEW", now_ms,
                    now_ms, locked_asset=lock_asset, locked=lock_amount,
-                   working_time=-1 if order.type in _STOPS else now_ms)
+                   working_time=-1 if order.type in _STOPS else now_ms, stp_mode=mode)
     trades: tuple[Trade, ...] = ()
     next_trade = book.next_trade_id
-    if market_price is not None:
+    orders = dict(book.orders)
+    taking = market_price is not None or (order.type == "LIMIT" and _marketable(order.side, order.price, last))  # type: ignore[arg-type]
+    reach = market_price if market_price is not None else order.price
+    makers = _self_matches(open_here, placed, reach) if taking and mode != "NONE" else []  # type: ignore[arg-type]
+    match_id = book.next_prevented_match_id
+    expired: list[Order] = []
+    if makers:  # the taker meets its own orders in price order; each meeting is one prevented match
+        hit = makers if mode == "EXPIRE_MAKER" else makers[:1] if mode == "EXPIRE_BOTH" else []
+        for maker in hit:
+            _add(balances, maker.locked_asset, free=maker.locked, locked=-maker.locked)
+            gone = replace(maker, status="EXPIRED_IN_MATCH", locked=_ZERO, update_time=now_ms,
+                           prevented_match_id=match_id, prevented_quantity=min(maker.orig_qty, quantity))
+            orders[maker.order_id] = gone
+            expired.append(gone)
+            match_id += mode == "EXPIRE_MAKER"
+        if mode != "EXPIRE_MAKER":
+            _add(balances, lock_asset, free=lock_amount, locked=-lock_amount)
+            placed = replace(placed, status="EXPIRED_IN_MATCH", locked=_ZERO, prevented_match_id=match_id,
+                             prevented_quantity=min(makers[0].orig_qty, quantity))
+            match_id += 1
+            taking = False
+    if taking and market_price is not None:
         placed, trade = _fill(balances, placed, spec, market_price, quantity, fees.taker, next_trade, now_ms, False)
         trades = (trade,)
-    elif order.type == "LIMIT" and _marketable(order.side, order.price, last):  # type: ignore[arg-type]
+    elif taking:
         placed, trade = _fill(balances, placed, spec, last, quantity, fees.taker, next_trade, now_ms, False)
         trades = (trade,)
-    elif order.type == "LIMIT" and order.time_in_force in ("IOC", "FOK"):
+    elif placed.status == "NEW" and order.type == "LIMIT" and order.time_in_force in ("IOC", "FOK"):
         _add(balances, lock_asset, free=lock_amount, locked=-lock_amount)
         placed = replace(placed, status="EXPIRED", locked=_ZERO)
-    orders = dict(book.orders)
     orders[placed.order_id] = placed
-    return Placed(Book(balances, orders, book.next_order_id + 1, next_trade + len(trades)), placed, trades)
+    return Placed(Book(balances, orders, book.next_order_id + 1, next_trade + len(trades), match_id), placed, trades,
+                  tuple(expired))
+
+
+def _self_matches(open_here: list[Order], taker: Order, reach: Decimal) -> list[Order]:
+    """The account's resting orders a taker reaching ``reach`` would trade with (module doc)."""
+    met = [o for o in open_here if o.side != taker.side and o.in_book
+           and (o.price <= reach if taker.side == "BUY" else o.price >= reach)]
+    return sorted(met, key=lambda o: (o.price if taker.side == "BUY" else -o.price, o.order_id))
 
 
 def cancel_order(book: Book, order_id: int, now_ms: int) -> tuple[Book, Order]:
@@ -368,4 +436,4 @@ def cross_orders(
         elif current is not order:  # a stop-limit triggered and now rests as a limit order
             orders[order.order_id] = current
             changed.append((current, None))
-    return Book(balances, orders, book.next_order_id, trade_id), changed
+    return replace(book, balances=balances, orders=orders, next_trade_id=trade_id), changed

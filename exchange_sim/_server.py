@@ -18,6 +18,7 @@ from ._errors import ReplayDataError
 from ._exchange_info import ExchangeInfo, find_exchange_info
 from ._files import ReplayIndex
 from ._filters import SymbolSpec
+from ._order_count import OrderLimit
 from ._matching import Fees
 from ._history import MarketHistory
 from ._intervals import DAY_MS, format_time, parse_time
@@ -116,10 +117,10 @@ class Simulator:
             updates_per_minute=updates_per_minute, stop_at_end=stop_at_end,
         )  # fmt: skip
         specs = {s: SymbolSpec.from_exchange_info(e) for s in served if (e := self._info.entry(s)) is not None}
+        order_limits = OrderLimit.from_rate_limits(self._info.response(0, [])["rateLimits"])  # type: ignore[arg-type]
         self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
-                                 fees or Fees(), slippage_bps, self._history, specs)
-        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights,
-                                   list(self._info.response(0, [])["rateLimits"]))  # type: ignore[call-overload]
+                                 fees or Fees(), slippage_bps, self._history, specs, order_limits)
+        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights)
         self._cross_task: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None

@@ -10,11 +10,10 @@ other types to ACK).
 Rate limits: every response carries ``X-MBX-USED-WEIGHT-1M`` from the counter the market
 data endpoints share (per client IP and wall-clock minute; weights from the docs: order
 placement and cancel 1 (0 when successful, as since 2026-03-27), query order 4, open
-orders 6 for a symbol and 80 for all, all orders, my trades and account 20). New orders
-count per account over 10 s and a day of wall time (the ``ORDERS`` limits of
-``exchangeInfo``): placing one answers ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, and one
-over a limit is refused with HTTP 429 -1015 "Too many new orders; current limit is N
-orders per INTERVAL." before it reaches the matching engine.
+orders 6 for a symbol and 80 for all, all orders, my trades and account 20, the unfilled
+order count 40). A placed order answers ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, the
+account's unfilled order count (:mod:`._order_count`; HTTP 429 -1015 over a limit);
+``GET /api/v3/rateLimit/order`` reports it.
 """
 
 from __future__ import annotations
@@ -24,10 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 import base64
-import time
 import uuid
 import zlib
-from collections import deque
 
 import orjson
 from aiohttp import web
@@ -55,7 +52,10 @@ def _order_json(order: Order) -> dict[str, Any]:
         "timeInForce": order.time_in_force or "GTC", "type": order.type, "side": order.side,
         "stopPrice": _n(order.stop_price), "icebergQty": _n(Decimal(0)), "time": order.time,
         "updateTime": order.update_time, "isWorking": order.working_time >= 0,
-        "workingTime": order.working_time, "origQuoteOrderQty": _n(Decimal(0)), "selfTradePreventionMode": "NONE",
+        "workingTime": order.working_time, "origQuoteOrderQty": _n(Decimal(0)),
+        "selfTradePreventionMode": order.stp_mode,
+        **({"preventedMatchId": order.prevented_match_id, "preventedQuantity": _n(order.prevented_quantity)}
+           if order.prevented_match_id is not None else {}),
     }  # fmt: skip
 
 
@@ -77,59 +77,21 @@ class CancelReplaceFailed(BinanceAPIError):
         self.data = data
 
 
-class OrderCounter:
-    """New orders per account over sliding windows of wall time: ``{"10S": (10 s, limit), "1D": ...}``."""
-
-    def __init__(self, limits: dict[str, tuple[float, int]]) -> None:
-        self._limits = limits
-        self._placed: dict[str, deque[float]] = {}
-
-    def admit(self, account: str) -> dict[str, int]:
-        """Count one new order; the counts per window. Raises BinanceAPIError -1015 (429) over a limit."""
-        now = time.monotonic()
-        placed = self._placed.setdefault(account, deque())
-        longest = max(seconds for seconds, _ in self._limits.values())
-        while placed and placed[0] <= now - longest:
-            placed.popleft()
-        counts = {name: sum(1 for t in placed if t > now - seconds) + 1
-                  for name, (seconds, _) in self._limits.items()}
-        for name, (seconds, limit) in self._limits.items():
-            if counts[name] > limit:
-                unit = "10 SECOND" if name == "10S" else "1 DAY" if name == "1D" else name
-                raise BinanceAPIError(-1015, f"Too many new orders; current limit is {limit} orders per {unit}.",
-                                      status=429)
-        placed.append(now)
-        return counts
-
-
-def _order_limits(rate_limits: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    seconds = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
-    limits = {}
-    for r in rate_limits:
-        if r.get("rateLimitType") == "ORDERS":
-            name = f"{r['intervalNum']}{r['interval'][0]}"
-            limits[name] = (float(seconds[r["interval"]] * r["intervalNum"]), int(r["limit"]))
-    return limits or {"10S": (10.0, 100), "1D": (86400.0, 200000)}
-
-
 class TradingApi:
     """The aiohttp handlers of the trading endpoints.
 
     Args:
         weights: the REST API's per-IP weight counter (``WeightCounter``), shared.
-        rate_limits: ``exchangeInfo``'s ``rateLimits`` (the ``ORDERS`` entries are enforced).
     """
 
     _WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
-                "my_trades": 20, "account": 20}
+                "my_trades": 20, "account": 20, "rate_limit_order": 40}
 
-    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any,
-                 rate_limits: list[dict[str, Any]]) -> None:
+    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any) -> None:
         self._accounts = accounts
         self._now = now_ms
         self._symbols = symbols
         self._weights = weights
-        self.orders = OrderCounter(_order_limits(rate_limits))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -142,6 +104,7 @@ class TradingApi:
             web.get("/api/v3/allOrders", self._wrap(self.all_orders)),
             web.get("/api/v3/myTrades", self._wrap(self.my_trades)),
             web.get("/api/v3/account", self._wrap(self.account)),
+            web.get("/api/v3/rateLimit/order", self._wrap(self.rate_limit_order)),
         ]
 
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
@@ -156,10 +119,9 @@ class TradingApi:
                                            request.rel_url.raw_query_string, body, now)
                 if name == "open_orders":
                     weight = 6 if params.get("symbol") else 80
-                if name in ("new_order", "cancel_replace"):
-                    counts = self.orders.admit(key.account)
-                    headers = {f"X-MBX-ORDER-COUNT-{k}": str(v) for k, v in counts.items()}
                 result = handler(key.account, params, now)
+                if name in ("new_order", "cancel_replace"):
+                    headers = self._accounts.order_count.headers(key.account)
             except BinanceAPIError as exc:
                 error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
                 if isinstance(exc, CancelReplaceFailed):
@@ -193,7 +155,7 @@ class TradingApi:
             symbol, params["side"], params["type"], params.get("newClientOrderId") or _generated_id(),
             quantity=decimal_param(params, "quantity"), quote_order_qty=decimal_param(params, "quoteOrderQty"),
             price=decimal_param(params, "price"), stop_price=decimal_param(params, "stopPrice"),
-            time_in_force=params.get("timeInForce") or None,
+            time_in_force=params.get("timeInForce") or None, stp_mode=params.get("selfTradePreventionMode") or None,
         )  # fmt: skip
 
     # ------------------------------------------------------------ endpoints
@@ -227,6 +189,7 @@ class TradingApi:
         with both responses; otherwise -2022 "Order cancel-replace failed." (nothing placed) or
         -2021 "Order cancel-replace partially failed.", each half's error in ``data``.
         """
+        self._accounts.order_count.check(account)  # counted as a new order, checked before the cancel
         mode = params.get("cancelReplaceMode")
         if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
             raise BinanceAPIError(-1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or "
@@ -341,3 +304,7 @@ class TradingApi:
                          for a, (f, lk) in sorted(self._accounts.books[account].balances.items())],
             "permissions": ["SPOT"], "uid": zlib.crc32(account.encode()),
         }  # fmt: skip
+
+    def rate_limit_order(self, account: str, params: dict[str, str], now: int) -> object:
+        """``GET /api/v3/rateLimit/order``: the account's unfilled order count per ``ORDERS`` limit."""
+        return self._accounts.order_count.report(account)

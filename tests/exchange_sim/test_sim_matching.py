@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from exchange_sim._errors import BinanceAPIError
 from exchange_sim._filters import SymbolSpec
-from exchange_sim._matching import ORDER_TYPES, Book, Fees, NewOrder, cancel_order, cross_orders, place_order
+from exchange_sim._matching import (ORDER_TYPES, STP_MODES, Book, Fees, NewOrder, cancel_order, cross_orders,
+                                    place_order)
 
 FEES = Fees(maker=D("0.001"), taker=D("0.002"))
 T = 1_620_000_000_000
@@ -31,13 +32,19 @@ def spec(real_spec) -> SymbolSpec:
     return replace(real_spec, order_types=ORDER_TYPES)  # the stop-market types too
 
 
+@pytest.fixture(scope="module")
+def stp_spec(spec) -> SymbolSpec:
+    """As the simulator serves it: EXPIRE_MAKER by default (the recorded file still says NONE)."""
+    return replace(spec, default_stp="EXPIRE_MAKER", allowed_stp=STP_MODES)
+
+
 def book(usdt="10000", btc="0") -> Book:
     return Book({"USDT": (D(usdt), D(0)), "BTC": (D(btc), D(0))})
 
 
 def place(b, spec, last="50000.00", **kw):
     order = NewOrder(kw.pop("symbol", "BTCUSDT"), kw.pop("side"), kw.pop("type"), kw.pop("cid", "c1"),
-                     **{k: D(v) if isinstance(v, str) and k != "time_in_force" else v for k, v in kw.items()})
+                     **{k: D(v) if isinstance(v, str) and k not in ("time_in_force", "stp_mode") else v for k, v in kw.items()})
     return place_order(b, order, spec, FEES, last=D(last), avg_price=D(last), now_ms=T, slippage_bps=D(10))
 
 
@@ -158,6 +165,74 @@ def test_the_symbol_s_order_types_are_enforced_and_parameters_checked(real_spec,
     rejected(-1116, "Invalid orderType.", book(), spec, side="BUY", type="TRAILING", quantity="0.1")
 
 
+def _resting_sells(spec):
+    """An account with two resting sells above 50000: 50020 (order 1) and 50040 (order 2)."""
+    b = place(book(btc="1"), spec, side="SELL", type="LIMIT", quantity="0.20000", price="50040.00",
+              time_in_force="GTC", cid="far").book
+    return place(b, spec, side="SELL", type="LIMIT_MAKER", quantity="0.10000", price="50020.00", cid="near").book
+
+
+def test_stp_expire_maker_by_default_expires_the_own_resting_orders_a_market_order_reaches(stp_spec):
+    b = _resting_sells(stp_spec)
+    # slippage 10 bps: the market buy fills at 50050, reaching both own sells
+    placed = place(b, stp_spec, side="BUY", type="MARKET", quantity="0.05000", cid="buy")
+    assert placed.order.status == "FILLED" and placed.order.stp_mode == "EXPIRE_MAKER"
+    assert [(o.client_order_id, o.status, o.prevented_match_id, o.prevented_quantity) for o in placed.expired] == [
+        ("near", "EXPIRED_IN_MATCH", 1, D("0.05")), ("far", "EXPIRED_IN_MATCH", 2, D("0.05"))]  # price order
+    assert placed.book.balances["BTC"] == (D("1") + D("0.05") - D("0.0001"), D(0))  # both locks released
+    assert placed.book.next_prevented_match_id == 3 and not placed.book.open_orders()
+
+
+def test_stp_expire_taker_and_both_and_none(stp_spec):
+    b = _resting_sells(stp_spec)
+    taker = place(b, stp_spec, side="BUY", type="MARKET", quantity="0.05000", cid="buy", stp_mode="EXPIRE_TAKER")
+    assert (taker.order.status, taker.trades, taker.expired) == ("EXPIRED_IN_MATCH", (), ())
+    assert taker.order.prevented_match_id == 1 and taker.book.balances["USDT"] == (D("10000"), D(0))
+    assert len(taker.book.open_orders()) == 2
+    both = place(b, stp_spec, side="BUY", type="LIMIT", quantity="0.05000", price="50030.00", time_in_force="GTC",
+                 cid="buy", stp_mode="EXPIRE_BOTH")  # reaches only the 50020 sell
+    assert both.order.status == "EXPIRED_IN_MATCH" and [o.client_order_id for o in both.expired] == ["near"]
+    assert both.order.prevented_match_id == both.expired[0].prevented_match_id == 1
+    assert [o.client_order_id for o in both.book.open_orders()] == ["far"]
+    assert both.book.balances["USDT"] == (D("10000"), D(0)) and both.book.balances["BTC"] == (D("0.8"), D("0.2"))
+    none = place(b, stp_spec, side="BUY", type="MARKET", quantity="0.05000", cid="buy", stp_mode="NONE")
+    assert none.order.status == "FILLED" and not none.expired and len(none.book.open_orders()) == 2
+    away = place(b, stp_spec, side="BUY", type="LIMIT", quantity="0.05000", price="50010.00", time_in_force="GTC",
+                 cid="buy")  # marketable (last 50000) but short of the own sells
+    assert away.order.status == "FILLED" and not away.expired
+
+
+def test_stp_modes_are_checked_against_the_symbol(spec, stp_spec):
+    rejected(-2010, "This symbol does not allow the specified self-trade prevention mode.", book(),
+             replace(spec, allowed_stp=frozenset({"NONE"})), side="BUY", type="MARKET", quantity="0.01000",
+             stp_mode="EXPIRE_MAKER")
+    rejected(-1100, "Illegal characters found in parameter 'selfTradePreventionMode'; legal range is "
+             "'NONE|EXPIRE_TAKER|EXPIRE_MAKER|EXPIRE_BOTH'.", book(), stp_spec, side="BUY", type="MARKET",
+             quantity="0.01000", stp_mode="DECREMENT")
+
+
+def test_max_num_orders_and_max_num_algo_orders_cap_the_open_orders_of_a_symbol(real_spec, spec):
+    assert real_spec.filters["MAX_NUM_ORDERS"]["maxNumOrders"] == 200  # the recorded BTCUSDT entry
+    capped = replace(spec, filters={**spec.filters, "MAX_NUM_ORDERS": {"filterType": "MAX_NUM_ORDERS",
+                                                                         "maxNumOrders": 3}})
+    b = book(btc="1")
+    for n in range(2):  # two stop-loss-limits (the recorded MAX_NUM_ALGO_ORDERS is 5) and a limit
+        b = place(b, capped, side="SELL", type="STOP_LOSS_LIMIT", quantity="0.01000", price="40000.00",
+                  stop_price="40100.00", time_in_force="GTC", cid=f"s{n}").book
+    b = place(b, capped, side="BUY", type="LIMIT", quantity="0.01000", price="40000.00", time_in_force="GTC").book
+    rejected(-1013, "Filter failure: MAX_NUM_ORDERS", b, capped, side="BUY", type="MARKET", quantity="0.01000",
+             cid="m")
+    assert place(b, capped, symbol="ETHUSDT", side="BUY", type="MARKET", quantity="0.01000", cid="m").order
+    b = book(btc="1")
+    for n in range(5):
+        b = place(b, spec, side="SELL", type="STOP_LOSS_LIMIT", quantity="0.01000", price="40000.00",
+                  stop_price="40100.00", time_in_force="GTC", cid=f"s{n}").book
+    rejected(-1013, "Filter failure: MAX_NUM_ALGO_ORDERS", b, spec, side="SELL", type="TAKE_PROFIT_LIMIT",
+             quantity="0.01000", price="60000.00", stop_price="59900.00", time_in_force="GTC", cid="t")
+    assert place(b, spec, side="SELL", type="LIMIT", quantity="0.01000", price="60000.00", time_in_force="GTC",
+                 cid="l").order.status == "NEW"  # a limit order is no algo order
+
+
 def _totals(b: Book) -> dict[str, D]:
     return {a: f + lk for a, (f, lk) in b.balances.items()}
 
@@ -173,7 +248,8 @@ def _totals(b: Book) -> dict[str, D]:
 ), max_size=25))
 @example(steps=[("LIMIT", "BUY", 10, -5, 0), ("STOP_LOSS", "SELL", 10, 0, -20), ("CROSS", "BUY", 1, 0, -30),
                 ("MARKET", "SELL", 5, 0, 0), ("TAKE_PROFIT_LIMIT", "SELL", 5, 30, 10), ("CROSS", "BUY", 1, 0, 40)])
-def test_no_sequence_of_orders_and_prices_creates_or_loses_funds(spec, steps):
+def test_no_sequence_of_orders_and_prices_creates_or_loses_funds(stp_spec, steps):
+    spec = stp_spec
     b = book(usdt="20000", btc="0.5")
     start = _totals(b)
     last = D("50000.00")
@@ -200,7 +276,8 @@ def test_no_sequence_of_orders_and_prices_creates_or_loses_funds(spec, steps):
                         params.pop("price")
                 if kind in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
                     params["time_in_force"] = "GTC"
-                placed = place(b, spec, last=str(last), side=side, type=kind, cid=f"c{n}", **params)
+                stp = [None, "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"][n % 5]
+                placed = place(b, spec, last=str(last), side=side, type=kind, cid=f"c{n}", stp_mode=stp, **params)
                 b, trades = placed.book, list(placed.trades)
         except BinanceAPIError as exc:
             assert exc.code in (-1013, -2010, -2011)

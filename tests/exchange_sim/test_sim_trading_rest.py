@@ -126,7 +126,7 @@ async def test_a_wrong_secret_an_unknown_key_and_a_stale_timestamp_are_refused(s
                                                           "server's time.")
 
 
-async def test_order_counts_and_weights_are_reported_and_the_10s_order_limit_answers_429(sim_client):
+async def test_the_unfilled_order_count_rises_per_order_falls_per_fill_and_answers_429_over_its_limit(sim_client):
     import hashlib
     import hmac
 
@@ -144,24 +144,38 @@ async def test_order_counts_and_weights_are_reported_and_the_10s_order_limit_ans
                                 headers={"X-MBX-APIKEY": KEY}) as response:
             return response.status, dict(response.headers), await response.json()
 
+    wall = [1_800_000_000.0]  # a frozen wall clock at the start of a 10 s window
+    sim.accounts.order_count.clock = lambda: wall[0]
+    resting = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.00100",
+               "price": far}
     async with aiohttp.ClientSession() as http:
         counts = []
-        for i in range(50):  # exchangeInfo: 50 orders per 10 seconds
-            status, headers, body = await signed(http, "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY",
-                                                 type="LIMIT", timeInForce="GTC", quantity="0.00100", price=far)
+        for i in range(49):  # exchangeInfo: 50 unfilled orders per 10 seconds
+            status, headers, body = await signed(http, "POST", "/api/v3/order", **resting)
             assert status == 200, body
-            counts.append(int(headers["X-MBX-ORDER-COUNT-10S"]))
-            assert int(headers["X-MBX-ORDER-COUNT-1D"]) == i + 1
-        assert counts == list(range(1, 51))
+            counts.append((int(headers["X-MBX-ORDER-COUNT-10S"]), int(headers["X-MBX-ORDER-COUNT-1D"])))
+        assert counts == [(i, i) for i in range(1, 50)]
+        # a market order fills at once: it counts and its fill takes it off again
         status, headers, body = await signed(http, "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY",
-                                             type="LIMIT", timeInForce="GTC", quantity="0.00100", price=far)
-        assert status == 429 and body == {"code": -1015,
-                                          "msg": "Too many new orders; current limit is 50 orders per 10 SECOND."}
+                                             type="MARKET", quantity="0.00100")
+        assert status == 200 and body["status"] == "FILLED" and headers["X-MBX-ORDER-COUNT-10S"] == "49"
+        status, headers, body = await signed(http, "POST", "/api/v3/order", **resting)
+        assert status == 200 and headers["X-MBX-ORDER-COUNT-10S"] == "50"
+        for params in (resting, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.00100"}):
+            status, headers, body = await signed(http, "POST", "/api/v3/order", **params)
+            assert status == 429 and body == {"code": -1015,
+                                              "msg": "Too many new orders; current limit is 50 orders per 10 SECOND."}
         status, headers, body = await signed(http, "GET", "/api/v3/openOrders", symbol="BTCUSDT")
-        assert status == 200 and len(body) == 50  # the refused order was never placed
+        assert status == 200 and len(body) == 50  # the refused orders were never placed
         before = int(headers["X-MBX-USED-WEIGHT-1M"])
         status, headers, _ = await signed(http, "GET", "/api/v3/account")
         assert int(headers["X-MBX-USED-WEIGHT-1M"]) == before + 1 + 20  # /time (1) then /account (20)
+        wall[0] += 10  # the next 10 s window
+        status, headers, body = await signed(http, "GET", "/api/v3/rateLimit/order")
+        assert status == 200 and [(r["interval"], r["intervalNum"], r["limit"], r["count"]) for r in body] == [
+            ("SECOND", 10, 50, 0), ("DAY", 1, 160000, 50)]
+        status, headers, body = await signed(http, "POST", "/api/v3/order", **resting)
+        assert status == 200 and (headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1D"]) == ("1", "51")
 
 
 async def test_cancel_replace_moves_a_resting_order_and_reports_each_half(sim_client):
@@ -232,3 +246,27 @@ async def test_a_test_order_places_nothing_but_keeps_the_fills_of_resting_orders
         assert "probe" not in {o.client_order_id for o in book.orders.values()}  # ... and not placed
         assert book.orders[resting.order_id].status == "FILLED"  # the resting sell the prices reached
         assert [t.price for t in accounts.trades[KEY] if t.order_id == resting.order_id] == [price]
+
+
+async def test_self_trade_prevention_expires_the_own_resting_order_by_default(sim_client):
+    sim, client = sim_client
+    info = await client.get_exchange_info()
+    btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
+    assert btc["defaultSelfTradePreventionMode"] == "EXPIRE_MAKER"  # served so; the recording says NONE
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    sell = await (await synced(client)).create_order(
+        symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC", quantity="0.10000",
+        price=str((last * D("1.03")).quantize(D("0.01"))), newClientOrderId="tp", **WINDOW)
+    buy = await (await synced(client)).create_order(  # marketable, and reaches the own sell: a self-trade
+        symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.01000",
+        price=str((last * D("1.05")).quantize(D("0.01"))), **WINDOW)
+    assert buy["status"] == "FILLED" and buy["selfTradePreventionMode"] == "EXPIRE_MAKER"
+    expired = await (await synced(client)).get_order(symbol="BTCUSDT", orderId=sell["orderId"], **WINDOW)
+    assert expired["status"] == "EXPIRED_IN_MATCH" and expired["preventedMatchId"] == 1
+    assert D(expired["preventedQuantity"]) == D("0.01")
+    account = balances(await (await synced(client)).get_account(**WINDOW))
+    assert account["BTC"] == (D("0.5") + D("0.01") - D("0.00001"), D(0))  # the sell's lock released
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01000",
+                                                  selfTradePreventionMode="DECREMENT", **WINDOW)
+    assert err.value.code == -1100
