@@ -23,6 +23,7 @@ from ._errors import BinanceAPIError
 from ._history import MarketHistory
 from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order, cross_orders, place_order
 from ._order_count import OrderLimit, UnfilledOrderCount
+from ._order_lists import NewOco, PlacedList, cancel_list, place_oco
 from ._signing import ApiKey
 from ._filters import SymbolSpec
 
@@ -129,14 +130,9 @@ class Accounts:
         (resting orders still meet the prices since the last look first: those fills are real), not counted."""
         if commit:
             self.order_count.check(account)
-        self.cross_due(order.symbol, now)
-        spec = self._specs[order.symbol]
-        last = self.last_price(order.symbol, now)
-        avg = self.avg_price(order.symbol, now)
-        if last is None or avg is None:
-            raise BinanceAPIError(-1013, "Market is closed.")
-        placed = place_order(self.books[account], order, spec, self.fees, last=last, avg_price=avg, now_ms=now,
-                             slippage_bps=self.slippage_bps)
+        last, avg = self._prices(order.symbol, now)
+        placed = place_order(self.books[account], order, self._specs[order.symbol], self.fees, last=last,
+                             avg_price=avg, now_ms=now, slippage_bps=self.slippage_bps)
         if not commit:
             return placed
         self.books[account] = placed.book
@@ -144,6 +140,31 @@ class Accounts:
         self.order_count.placed(account)
         for _ in placed.trades:
             self.order_count.filled(account)
+        return placed
+
+    def _prices(self, symbol: str, now: int) -> tuple[Decimal, Decimal]:
+        """(last, average) price after applying the prices due; raises -1013 "Market is closed." without."""
+        self.cross_due(symbol, now)
+        last = self.last_price(symbol, now)
+        avg = self.avg_price(symbol, now)
+        if last is None or avg is None:
+            raise BinanceAPIError(-1013, "Market is closed.")
+        return last, avg
+
+    def place_list(self, account: str, oco: NewOco, now: int) -> PlacedList:
+        """Place an OCO list (``place_oco``; counts two orders); raises BinanceAPIError."""
+        self.order_count.check(account, 2)
+        last, avg = self._prices(oco.symbol, now)
+        placed = place_oco(self.books[account], oco, self._specs[oco.symbol], self.fees, last=last, avg_price=avg,
+                           now_ms=now)
+        self.books[account] = placed.book
+        self.order_count.placed(account, 2)
+        return placed
+
+    def cancel_list(self, account: str, list_id: int, now: int) -> PlacedList:
+        """Cancel an executing order list; raises BinanceAPIError -2011."""
+        placed = cancel_list(self.books[account], list_id, now)
+        self.books[account] = placed.book
         return placed
 
     def cancel(self, account: str, order_id: int, now: int) -> Order:

@@ -47,8 +47,8 @@ def _synthesized(symbol: str) -> dict[str, object]:
     return {
         "symbol": symbol, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
         "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"], "icebergAllowed": False,
-        "ocoAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": False, "ocoAllowed": True, "otoAllowed": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": "0.00000001",
              "maxPrice": "1000000.00000000", "tickSize": "0.00000001"},

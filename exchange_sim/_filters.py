@@ -45,6 +45,7 @@ class SymbolSpec:
     base_commission_precision: int = 8
     quote_commission_precision: int = 8
     default_stp: str = "NONE"
+    oco_allowed: bool = True
     allowed_stp: frozenset[str] = frozenset({"NONE"})
 
     @classmethod
@@ -56,6 +57,7 @@ class SymbolSpec:
             base_commission_precision=int(entry.get("baseCommissionPrecision", 8)),
             quote_commission_precision=int(entry.get("quoteCommissionPrecision", 8)),
             default_stp=str(entry.get("defaultSelfTradePreventionMode", "NONE")),
+            oco_allowed=bool(entry.get("ocoAllowed", True)),
             allowed_stp=frozenset(entry.get("allowedSelfTradePreventionModes", ("NONE",))),
         )  # fmt: skip
 

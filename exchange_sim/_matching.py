@@ -17,7 +17,7 @@ whole, and the rules (Binance spot API docs, ``rest-api.md`` "New order" and
 * ``STOP_LOSS`` / ``TAKE_PROFIT`` (market on trigger) and their ``_LIMIT`` forms rest
   untriggered. A stop-loss SELL triggers when the low reaches its stop price (a BUY
   when the high does); a take-profit SELL when the high reaches it (a BUY when the
-  low does). An order that would trigger at once is rejected (-2010 "Stop price would
+  low does). An order that would trigger at once is rejected (-2010 "Order would
   trigger immediately."). On trigger the market form fills at the stop price when the
   update's range contains it, else (a gap) at the last price, as taker; the limit form
   becomes a limit order at its price (filled in the same update when the range
@@ -60,7 +60,8 @@ from ._errors import BinanceAPIError
 from ._filters import SymbolSpec, check_open_orders, check_order_filters
 
 __all__ = [
-    "Book", "Fees", "NewOrder", "Order", "Placed", "Trade", "cancel_order", "cross_orders", "place_order",
+    "Book", "Fees", "NewOrder", "Order", "OrderList", "Placed", "Trade", "cancel_order", "cross_orders", "place_leg",
+    "place_order",
 ]  # fmt: skip
 
 ORDER_TYPES = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
@@ -120,6 +121,7 @@ class Order:
     locked: Decimal = _ZERO
     working_time: int = -1
     stp_mode: str = "NONE"
+    order_list_id: int = -1
     prevented_match_id: int | None = None
     prevented_quantity: Decimal = _ZERO
 
@@ -152,14 +154,35 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderList:
+    """An OCO order list (``GET /api/v3/orderList``): ``status`` EXECUTING or ALL_DONE (Binance's
+    ``listOrderStatus``; ``listStatusType`` is EXEC_STARTED or ALL_DONE with it), its legs' order ids
+    in placement order. The first leg holds the funds the list locks."""
+
+    list_id: int
+    list_client_order_id: str
+    symbol: str
+    order_ids: tuple[int, ...]
+    transaction_time: int
+    status: str = "EXECUTING"
+    contingency: str = "OCO"
+
+    @property
+    def status_type(self) -> str:
+        return "EXEC_STARTED" if self.status == "EXECUTING" else "ALL_DONE"
+
+
+@dataclass(frozen=True, slots=True)
 class Book:
-    """One account: balances (asset -> (free, locked)), its orders by id, id counters."""
+    """One account: balances (asset -> (free, locked)), its orders and order lists by id, id counters."""
 
     balances: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     orders: Mapping[int, Order] = field(default_factory=dict)
     next_order_id: int = 1
     next_trade_id: int = 1
     next_prevented_match_id: int = 1
+    lists: Mapping[int, OrderList] = field(default_factory=dict)
+    next_order_list_id: int = 1
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, (_ZERO, _ZERO))[0]
@@ -272,6 +295,29 @@ def _fill(balances: dict[str, tuple[Decimal, Decimal]], order: Order, spec: Symb
     return done, trade
 
 
+def _end_list(orders: dict[int, Order], balances: dict[str, tuple[Decimal, Decimal]], lists: dict[int, OrderList],
+              leg: Order, now_ms: int, *, status: str, keep_lock: bool) -> tuple[Order, list[Order]]:
+    """End the order list ``leg`` belongs to (if any): its other open legs get ``status``
+    (EXPIRED or CANCELED); their locks move to ``leg`` when it goes on working (``keep_lock``),
+    else are released. Returns ``leg`` (with the locks it took) and the legs ended."""
+    if leg.order_list_id < 0:
+        return leg, []
+    order_list = lists[leg.order_list_id]
+    ended = []
+    for order_id in order_list.order_ids:
+        other = orders[order_id]
+        if order_id == leg.order_id or not other.is_open:
+            continue
+        if keep_lock:
+            leg = replace(leg, locked=leg.locked + other.locked)
+        else:
+            _add(balances, other.locked_asset, free=other.locked, locked=-other.locked)
+        orders[order_id] = gone = replace(other, status=status, locked=_ZERO, update_time=now_ms)
+        ended.append(gone)
+    lists[order_list.list_id] = replace(order_list, status="ALL_DONE", transaction_time=now_ms)
+    return leg, ended
+
+
 def _lock(balances: dict[str, tuple[Decimal, Decimal]], asset: str, amount: Decimal) -> None:
     if balances.get(asset, (_ZERO, _ZERO))[0] < amount:
         raise BinanceAPIError(-2010, _INSUFFICIENT)
@@ -294,6 +340,15 @@ def place_order(
             that would trigger at once, or a self-trade prevention mode the symbol does not
             allow; -1013 ``MAX_NUM_ORDERS`` / ``MAX_NUM_ALGO_ORDERS`` over the open-order caps.
     """
+    return place_leg(book, order, spec, fees, last=last, avg_price=avg_price, now_ms=now_ms, slippage_bps=slippage_bps)
+
+
+def place_leg(
+    book: Book, order: NewOrder, spec: SymbolSpec, fees: Fees, *, last: Decimal, avg_price: Decimal, now_ms: int,
+    slippage_bps: Decimal = _ZERO, order_list_id: int = -1, lock: Decimal | None = None,
+) -> Placed:
+    """:func:`place_order` for a leg of order list ``order_list_id``, locking ``lock`` (in the
+    asset it spends) instead of what the order alone would; for :mod:`._order_lists`."""
     _validate(order, spec)
     if any(o.client_order_id == order.client_order_id for o in book.open_orders()):
         raise BinanceAPIError(-2010, "Duplicate order sent.")
@@ -315,7 +370,7 @@ def place_order(
     if order.type == "LIMIT_MAKER" and _marketable(order.side, order.price, last):  # type: ignore[arg-type]
         raise BinanceAPIError(-2010, "Order would immediately match and take.")
     if order.type in _STOPS and _stop_hit(order.type, order.side, order.stop_price, last, last):  # type: ignore[arg-type]
-        raise BinanceAPIError(-2010, "Stop price would trigger immediately.")
+        raise BinanceAPIError(-2010, "Order would trigger immediately.")
 
     balances = dict(book.balances)
     market_price = None
@@ -328,15 +383,17 @@ def place_order(
         lock_asset, lock_amount = spec.quote_asset, lock_price * quantity  # type: ignore[operator]
     else:
         lock_asset, lock_amount = spec.base_asset, quantity
+    lock_amount = lock_amount if lock is None else lock
     _lock(balances, lock_asset, lock_amount)
     mode = order.stp_mode or spec.default_stp
     placed = Order(book.next_order_id, order.client_order_id, order.symbol, order.side, order.type,
                    order.time_in_force, order.price or _ZERO, quantity, order.stop_price or _ZERO, "NEW", now_ms,
                    now_ms, locked_asset=lock_asset, locked=lock_amount,
-                   working_time=-1 if order.type in _STOPS else now_ms, stp_mode=mode)
+                   working_time=-1 if order.type in _STOPS else now_ms, stp_mode=mode, order_list_id=order_list_id)
     trades: tuple[Trade, ...] = ()
     next_trade = book.next_trade_id
     orders = dict(book.orders)
+    lists = dict(book.lists)
     taking = market_price is not None or (order.type == "LIMIT" and _marketable(order.side, order.price, last))  # type: ignore[arg-type]
     reach = market_price if market_price is not None else order.price
     makers = _self_matches(open_here, placed, reach) if taking and mode != "NONE" else []  # type: ignore[arg-type]
@@ -345,11 +402,15 @@ def place_order(
     if makers:  # the taker meets its own orders in price order; each meeting is one prevented match
         hit = makers if mode == "EXPIRE_MAKER" else makers[:1] if mode == "EXPIRE_BOTH" else []
         for maker in hit:
+            maker = orders[maker.order_id]
+            if not maker.is_open:  # the other leg of a list already ended here
+                continue
             _add(balances, maker.locked_asset, free=maker.locked, locked=-maker.locked)
             gone = replace(maker, status="EXPIRED_IN_MATCH", locked=_ZERO, update_time=now_ms,
                            prevented_match_id=match_id, prevented_quantity=min(maker.orig_qty, quantity))
             orders[maker.order_id] = gone
             expired.append(gone)
+            expired.extend(_end_list(orders, balances, lists, gone, now_ms, status="EXPIRED", keep_lock=False)[1])
             match_id += mode == "EXPIRE_MAKER"
         if mode != "EXPIRE_MAKER":
             _add(balances, lock_asset, free=lock_amount, locked=-lock_amount)
@@ -367,8 +428,9 @@ def place_order(
         _add(balances, lock_asset, free=lock_amount, locked=-lock_amount)
         placed = replace(placed, status="EXPIRED", locked=_ZERO)
     orders[placed.order_id] = placed
-    return Placed(Book(balances, orders, book.next_order_id + 1, next_trade + len(trades), match_id), placed, trades,
-                  tuple(expired))
+    book = replace(book, balances=balances, orders=orders, next_order_id=book.next_order_id + 1,
+                   next_trade_id=next_trade + len(trades), next_prevented_match_id=match_id, lists=lists)
+    return Placed(book, placed, trades, tuple(expired))
 
 
 def _self_matches(open_here: list[Order], taker: Order, reach: Decimal) -> list[Order]:
@@ -379,7 +441,8 @@ def _self_matches(open_here: list[Order], taker: Order, reach: Decimal) -> list[
 
 
 def cancel_order(book: Book, order_id: int, now_ms: int) -> tuple[Book, Order]:
-    """Cancel an open order, releasing its lock.
+    """Cancel an open order, releasing its lock; a leg of an order list cancels the whole list
+    (its other open legs CANCELED too, the list ALL_DONE).
 
     Raises:
         BinanceAPIError: -2011 "Unknown order sent." when it is not open (unknown or finished).
@@ -387,10 +450,11 @@ def cancel_order(book: Book, order_id: int, now_ms: int) -> tuple[Book, Order]:
     order = book.orders.get(order_id)
     if order is None or not order.is_open:
         raise BinanceAPIError(-2011, "Unknown order sent.")
-    balances = dict(book.balances)
+    balances, orders, lists = dict(book.balances), dict(book.orders), dict(book.lists)
     _add(balances, order.locked_asset, free=order.locked, locked=-order.locked)
-    done = replace(order, status="CANCELED", locked=_ZERO, update_time=now_ms)
-    return replace(book, balances=balances, orders={**book.orders, order_id: done}), done
+    orders[order_id] = done = replace(order, status="CANCELED", locked=_ZERO, update_time=now_ms)
+    _end_list(orders, balances, lists, done, now_ms, status="CANCELED", keep_lock=False)
+    return replace(book, balances=balances, orders=orders, lists=lists), done
 
 
 def cross_orders(
@@ -401,16 +465,19 @@ def cross_orders(
     Returns the book and, in order id order, every order that changed: ``(order, trade)``
     for a fill, ``(order, None)`` for a stop-limit order that triggered without filling.
     """
-    balances = dict(book.balances)
-    orders = dict(book.orders)
+    balances, orders, lists = dict(book.balances), dict(book.orders), dict(book.lists)
     changed: list[tuple[Order, Trade | None]] = []
     trade_id = book.next_trade_id
     for order in sorted(book.open_orders(symbol), key=lambda o: o.order_id):
-        current = order
+        current = orders[order.order_id]
+        if not current.is_open:  # the other leg of its list ended it in this update
+            continue
         if current.type in _STOPS and not current.triggered:
             if not _stop_hit(current.type, current.side, current.stop_price, low, high):
                 continue
             current = replace(current, triggered=True, working_time=now_ms, update_time=now_ms)
+            current, ended = _end_list(orders, balances, lists, current, now_ms, status="EXPIRED", keep_lock=True)
+            changed.extend((o, None) for o in ended)
             if current.type in ("STOP_LOSS", "TAKE_PROFIT"):
                 price = current.stop_price if low <= current.stop_price <= high else last
                 if current.side == "BUY":  # the lock was at the stop price: what the fill costs more is checked
@@ -428,6 +495,8 @@ def cross_orders(
                 changed.append((done, trade))
                 continue
         if current.side == "BUY" and low <= current.price or current.side == "SELL" and high >= current.price:
+            current, ended = _end_list(orders, balances, lists, current, now_ms, status="EXPIRED", keep_lock=True)
+            changed.extend((o, None) for o in ended)
             done, trade = _fill(balances, current, spec, current.price, current.orig_qty, fees.maker, trade_id,
                                 now_ms, True)
             trade_id += 1
@@ -436,4 +505,4 @@ def cross_orders(
         elif current is not order:  # a stop-limit triggered and now rests as a limit order
             orders[order.order_id] = current
             changed.append((current, None))
-    return replace(book, balances=balances, orders=orders, next_trade_id=trade_id), changed
+    return replace(book, balances=balances, orders=orders, next_trade_id=trade_id, lists=lists), changed

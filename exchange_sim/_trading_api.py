@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-import base64
-import uuid
 import zlib
 
 import orjson
@@ -31,42 +29,15 @@ from aiohttp import web
 
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
-from ._matching import NewOrder, Order, Trade
+from ._matching import NewOrder, Order
+from ._order_list_api import OrderListApi
 from ._params import decimal_param
+from ._wire import cancel_json, generated_id, n, order_json, order_result, response_type
 from ._signing import authenticate
 
 __all__ = ["TradingApi"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _n(value: Decimal) -> str:
-    return f"{value:.8f}"
-
-
-def _order_json(order: Order) -> dict[str, Any]:
-    return {
-        "symbol": order.symbol, "orderId": order.order_id, "orderListId": -1, "clientOrderId": order.client_order_id,
-        "price": _n(order.price), "origQty": _n(order.orig_qty), "executedQty": _n(order.executed_qty),
-        "cummulativeQuoteQty": _n(order.cummulative_quote_qty), "status": order.status,
-        "timeInForce": order.time_in_force or "GTC", "type": order.type, "side": order.side,
-        "stopPrice": _n(order.stop_price), "icebergQty": _n(Decimal(0)), "time": order.time,
-        "updateTime": order.update_time, "isWorking": order.working_time >= 0,
-        "workingTime": order.working_time, "origQuoteOrderQty": _n(Decimal(0)),
-        "selfTradePreventionMode": order.stp_mode,
-        **({"preventedMatchId": order.prevented_match_id, "preventedQuantity": _n(order.prevented_quantity)}
-           if order.prevented_match_id is not None else {}),
-    }  # fmt: skip
-
-
-def _generated_id() -> str:
-    """A client order id for a request that sent none (22 characters, as Binance's are)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _fill_json(trade: Trade) -> dict[str, Any]:
-    return {"price": _n(trade.price), "qty": _n(trade.qty), "commission": _n(trade.commission),
-            "commissionAsset": trade.commission_asset, "tradeId": trade.trade_id}
 
 
 class CancelReplaceFailed(BinanceAPIError):
@@ -85,13 +56,17 @@ class TradingApi:
     """
 
     _WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
-                "my_trades": 20, "account": 20, "rate_limit_order": 40}
+                "my_trades": 20, "account": 20, "rate_limit_order": 40, "order_list": 4, "all_order_lists": 20,
+                "open_order_lists": 6}
+    _PLACING = frozenset({"new_order", "cancel_replace", "new_oco", "new_oco_legacy"})
+    _FREE_WHEN_DONE = frozenset({"new_order", "cancel", "new_oco", "new_oco_legacy", "cancel_list"})
 
     def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any) -> None:
         self._accounts = accounts
         self._now = now_ms
         self._symbols = symbols
         self._weights = weights
+        self.lists = OrderListApi(accounts, self._symbol)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -105,6 +80,12 @@ class TradingApi:
             web.get("/api/v3/myTrades", self._wrap(self.my_trades)),
             web.get("/api/v3/account", self._wrap(self.account)),
             web.get("/api/v3/rateLimit/order", self._wrap(self.rate_limit_order)),
+            web.post("/api/v3/orderList/oco", self._wrap(self.lists.new_oco)),
+            web.post("/api/v3/order/oco", self._wrap(self.lists.new_oco_legacy)),
+            web.delete("/api/v3/orderList", self._wrap(self.lists.cancel_list)),
+            web.get("/api/v3/orderList", self._wrap(self.lists.order_list)),
+            web.get("/api/v3/allOrderList", self._wrap(self.lists.all_order_lists)),
+            web.get("/api/v3/openOrderList", self._wrap(self.lists.open_order_lists)),
         ]
 
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
@@ -120,7 +101,7 @@ class TradingApi:
                 if name == "open_orders":
                     weight = 6 if params.get("symbol") else 80
                 result = handler(key.account, params, now)
-                if name in ("new_order", "cancel_replace"):
+                if name in self._PLACING:
                     headers = self._accounts.order_count.headers(key.account)
             except BinanceAPIError as exc:
                 error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
@@ -129,7 +110,7 @@ class TradingApi:
                 response = web.Response(body=orjson.dumps(error), status=exc.status,
                                         content_type="application/json", headers=headers)
             else:
-                if name in ("new_order", "cancel"):
+                if name in self._FREE_WHEN_DONE:
                     weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
                 response = web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
             used = self._weights.add(request.remote or "?", weight)
@@ -152,7 +133,7 @@ class TradingApi:
             if not params.get(name):
                 raise BinanceAPIError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
         return NewOrder(
-            symbol, params["side"], params["type"], params.get("newClientOrderId") or _generated_id(),
+            symbol, params["side"], params["type"], params.get("newClientOrderId") or generated_id(),
             quantity=decimal_param(params, "quantity"), quote_order_qty=decimal_param(params, "quoteOrderQty"),
             price=decimal_param(params, "price"), stop_price=decimal_param(params, "stopPrice"),
             time_in_force=params.get("timeInForce") or None, stp_mode=params.get("selfTradePreventionMode") or None,
@@ -161,25 +142,9 @@ class TradingApi:
     # ------------------------------------------------------------ endpoints
     def new_order(self, account: str, params: dict[str, str], now: int) -> object:
         order = self._new_order(params, now)
+        kind = response_type(params, "FULL" if order.type in ("MARKET", "LIMIT") else "ACK")
         placed = self._accounts.place(account, order, now)
-        default = "FULL" if order.type in ("MARKET", "LIMIT") else "ACK"
-        kind = params.get("newOrderRespType") or default
-        if kind not in ("ACK", "RESULT", "FULL"):
-            raise BinanceAPIError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
-        o = placed.order
-        body: dict[str, Any] = {"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1,
-                                "clientOrderId": o.client_order_id, "transactTime": now}
-        if kind == "ACK":
-            return body
-        full = _order_json(o)
-        for name in ("price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status",
-                     "timeInForce", "type", "side", "workingTime", "selfTradePreventionMode"):
-            body[name] = full[name]
-        if o.stop_price:
-            body["stopPrice"] = full["stopPrice"]
-        if kind == "FULL":
-            body["fills"] = [_fill_json(t) for t in placed.trades]
-        return body
+        return order_result(placed.order, now, kind, placed.trades)
 
     def cancel_replace(self, account: str, params: dict[str, str], now: int) -> object:
         """``POST /api/v3/order/cancelReplace``: cancel one order, then place a new one.
@@ -247,7 +212,7 @@ class TradingApi:
         return order
 
     def query_order(self, account: str, params: dict[str, str], now: int) -> object:
-        return _order_json(self._find(account, params, now))
+        return order_json(self._find(account, params, now))
 
     def cancel(self, account: str, params: dict[str, str], now: int) -> object:
         try:
@@ -257,12 +222,7 @@ class TradingApi:
                 raise BinanceAPIError(-2011, "Unknown order sent.") from None
             raise
         done = self._accounts.cancel(account, order.order_id, now)
-        body = _order_json(done)
-        return {"symbol": done.symbol, "origClientOrderId": done.client_order_id, "orderId": done.order_id,
-                "orderListId": -1, "clientOrderId": params.get("newClientOrderId") or _generated_id(),
-                "transactTime": now, **{k: body[k] for k in ("price", "origQty", "executedQty", "cummulativeQuoteQty",
-                                                             "status", "timeInForce", "type", "side",
-                                                             "selfTradePreventionMode")}}
+        return cancel_json(done, now, params.get("newClientOrderId") or generated_id())
 
     def open_orders(self, account: str, params: dict[str, str], now: int) -> object:
         symbol = self._symbol(params) if params.get("symbol") else None
@@ -270,14 +230,14 @@ class TradingApi:
             self._accounts.cross_due(symbol, now)
         else:
             self._accounts.cross_all(now)
-        return [_order_json(o) for o in sorted(self._accounts.books[account].open_orders(symbol),
+        return [order_json(o) for o in sorted(self._accounts.books[account].open_orders(symbol),
                                                key=lambda o: o.order_id)]
 
     def all_orders(self, account: str, params: dict[str, str], now: int) -> object:
         symbol = self._symbol(params)
         self._accounts.cross_due(symbol, now)
         orders = [o for o in self._accounts.books[account].orders.values() if o.symbol == symbol]
-        return [_order_json(o) for o in sorted(orders, key=lambda o: o.order_id)]
+        return [order_json(o) for o in sorted(orders, key=lambda o: o.order_id)]
 
     def my_trades(self, account: str, params: dict[str, str], now: int) -> object:
         symbol = self._symbol(params)
@@ -285,8 +245,9 @@ class TradingApi:
         from_id = int(params["fromId"]) if params.get("fromId", "").isdigit() else None
         trades = [t for t in self._accounts.trades[account] if t.symbol == symbol
                   and (from_id is None or t.trade_id >= from_id)]
-        return [{"symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1, "price": _n(t.price),
-                 "qty": _n(t.qty), "quoteQty": _n(t.quote_qty), "commission": _n(t.commission),
+        return [{"symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id,
+                 "orderListId": self._accounts.books[account].orders[t.order_id].order_list_id, "price": n(t.price),
+                 "qty": n(t.qty), "quoteQty": n(t.quote_qty), "commission": n(t.commission),
                  "commissionAsset": t.commission_asset, "time": t.time, "isBuyer": t.side == "BUY",
                  "isMaker": t.is_maker, "isBestMatch": True} for t in trades]
 
@@ -296,11 +257,11 @@ class TradingApi:
         return {
             "makerCommission": int(fees.maker * 10_000), "takerCommission": int(fees.taker * 10_000),
             "buyerCommission": 0, "sellerCommission": 0,
-            "commissionRates": {"maker": _n(fees.maker), "taker": _n(fees.taker), "buyer": _n(Decimal(0)),
-                                "seller": _n(Decimal(0))},
+            "commissionRates": {"maker": n(fees.maker), "taker": n(fees.taker), "buyer": n(Decimal(0)),
+                                "seller": n(Decimal(0))},
             "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
             "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now, "accountType": "SPOT",
-            "balances": [{"asset": a, "free": _n(f), "locked": _n(lk)}
+            "balances": [{"asset": a, "free": n(f), "locked": n(lk)}
                          for a, (f, lk) in sorted(self._accounts.books[account].balances.items())],
             "permissions": ["SPOT"], "uid": zlib.crc32(account.encode()),
         }  # fmt: skip

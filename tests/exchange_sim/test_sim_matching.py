@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from exchange_sim._errors import BinanceAPIError
 from exchange_sim._filters import SymbolSpec
+from exchange_sim._order_lists import Leg, NewOco, place_oco
 from exchange_sim._matching import (ORDER_TYPES, STP_MODES, Book, Fees, NewOrder, cancel_order, cross_orders,
                                     place_order)
 
@@ -106,7 +107,7 @@ def test_a_limit_maker_that_would_take_is_rejected(spec):
 
 
 def test_a_stop_loss_sell_triggers_on_the_low_and_fills_at_its_stop_or_the_gap(spec):
-    rejected(-2010, "Stop price would trigger immediately.", book(btc="1"), spec, side="SELL", type="STOP_LOSS",
+    rejected(-2010, "Order would trigger immediately.", book(btc="1"), spec, side="SELL", type="STOP_LOSS",
              quantity="0.50000", stop_price="50000.00")
     placed = place(book(btc="1"), spec, side="SELL", type="STOP_LOSS", quantity="0.50000", stop_price="49000.00")
     assert placed.order.working_time == -1 and placed.book.balances["BTC"] == (D("0.5"), D("0.5"))
@@ -237,15 +238,17 @@ def _totals(b: Book) -> dict[str, D]:
     return {a: f + lk for a, (f, lk) in b.balances.items()}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(
     st.sampled_from(["MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "TAKE_PROFIT", "STOP_LOSS_LIMIT",
-                     "TAKE_PROFIT_LIMIT", "CROSS", "CANCEL"]),
+                     "TAKE_PROFIT_LIMIT", "CROSS", "CANCEL", "OCO"]),
     st.sampled_from(["BUY", "SELL"]),
     st.integers(1, 40),           # quantity in 0.001 BTC
     st.integers(-300, 300),       # price offset from last, in 10 USDT
     st.integers(-300, 300),       # stop offset / price move, in 10 USDT
 ), max_size=25))
+@example(steps=[("OCO", "SELL", 20, 3, 3), ("OCO", "BUY", 10, 2, 2), ("CROSS", "BUY", 1, 0, 5),
+                ("CROSS", "BUY", 1, 0, -12), ("CANCEL", "BUY", 1, 0, 0)])
 @example(steps=[("LIMIT", "BUY", 10, -5, 0), ("STOP_LOSS", "SELL", 10, 0, -20), ("CROSS", "BUY", 1, 0, -30),
                 ("MARKET", "SELL", 5, 0, 0), ("TAKE_PROFIT_LIMIT", "SELL", 5, 30, 10), ("CROSS", "BUY", 1, 0, 40)])
 def test_no_sequence_of_orders_and_prices_creates_or_loses_funds(stp_spec, steps):
@@ -263,6 +266,15 @@ def test_no_sequence_of_orders_and_prices_creates_or_loses_funds(stp_spec, steps
                 b, changed = cross_orders(b, "BTCUSDT", spec, FEES, low=low, high=high, last=new_last, now_ms=T + n)
                 last = new_last
                 trades = [t for _, t in changed if t is not None]
+            elif kind == "OCO":  # a take-profit and a stop-loss leg straddling the last price
+                up, down = last + D(10) * (abs(off) + 1), last - D(10) * (abs(stop_off) + 1)
+                take, stop = (("LIMIT_MAKER", up, None), ("STOP_LOSS_LIMIT", down - 10, down)) if side == "SELL" \
+                    else (("LIMIT_MAKER", down, None), ("STOP_LOSS_LIMIT", up + 10, up))
+                legs = [Leg(k, f"c{n}{k}", price=p, stop_price=sp, time_in_force="GTC" if sp else None)
+                        for k, p, sp in (take, stop)]
+                above, below = (legs[0], legs[1]) if side == "SELL" else (legs[1], legs[0])
+                b = place_oco(b, NewOco("BTCUSDT", side, D(qty) / 1000, f"l{n}", above, below), spec, FEES,
+                              last=last, avg_price=last, now_ms=T + n).book
             elif kind == "CANCEL":
                 if b.open_orders():
                     b, _ = cancel_order(b, b.open_orders()[0].order_id, T + n)

@@ -98,6 +98,7 @@ async def test_a_resting_limit_locks_funds_fills_when_the_replay_reaches_it_and_
     ({"side": "SELL", "type": "MARKET", "quantity": "5.00000"}, -2010),                  # more BTC than held
     ({"side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000", "price": "1.001"}, -1013),
     ({"side": "BUY", "type": "LIMIT", "quantity": "0.01000", "price": "1000.00"}, -1102),  # no timeInForce
+    ({"side": "BUY", "type": "MARKET", "quantity": "0.01000", "newOrderRespType": "ALL"}, -1100),  # was placed
 ])
 async def test_refusals_carry_binance_s_codes_and_change_nothing(sim_client, params, code):
     sim, client = sim_client
@@ -270,3 +271,57 @@ async def test_self_trade_prevention_expires_the_own_resting_order_by_default(si
         await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01000",
                                                   selfTradePreventionMode="DECREMENT", **WINDOW)
     assert err.value.code == -1100
+
+
+async def test_oco_lists_place_query_fill_and_cancel_through_python_binance(sim_client):
+    sim, client = sim_client
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    near, far = (last * D("1.0005")).quantize(D("0.01")), (last * D("0.5")).quantize(D("0.01"))
+    placed = await (await synced(client)).create_oco_order(  # POST /api/v3/orderList/oco
+        symbol="BTCUSDT", side="SELL", quantity="0.20000", listClientOrderId="exit-1",
+        aboveType="LIMIT_MAKER", abovePrice=str(near), aboveClientOrderId="exit-1-tp",
+        belowType="STOP_LOSS_LIMIT", belowStopPrice=str(far), belowPrice=str(far - 1),
+        belowTimeInForce="GTC", belowClientOrderId="exit-1-sl", **WINDOW)
+    assert (placed["contingencyType"], placed["listStatusType"], placed["listOrderStatus"]) == (
+        "OCO", "EXEC_STARTED", "EXECUTING")
+    assert [o["clientOrderId"] for o in placed["orders"]] == ["exit-1-sl", "exit-1-tp"]
+    assert [(r["type"], r["status"], r["orderListId"]) for r in placed["orderReports"]] == [
+        ("STOP_LOSS_LIMIT", "NEW", placed["orderListId"]), ("LIMIT_MAKER", "NEW", placed["orderListId"])]
+    assert balances(await (await synced(client)).get_account(**WINDOW))["BTC"] == (D("0.3"), D("0.2"))
+    [listed] = await (await synced(client)).get_open_oco_orders(**WINDOW)  # GET /api/v3/openOrderList
+    assert listed["listClientOrderId"] == "exit-1" and "orderReports" not in listed
+    async with asyncio.timeout(60):  # the replay reaches the take-profit just above
+        while (await (await synced(client))._get("orderList", True, data={
+                "orderListId": placed["orderListId"], **WINDOW}))["listOrderStatus"] != "ALL_DONE":
+            await asyncio.sleep(0.2)
+    sl, tp = [await (await synced(client)).get_order(symbol="BTCUSDT", origClientOrderId=c, **WINDOW)
+              for c in ("exit-1-sl", "exit-1-tp")]
+    assert (sl["status"], tp["status"]) == ("EXPIRED", "FILLED")
+    fee = (near * D("0.2") * D("0.001")).quantize(D("0.00000001"))
+    account = balances(await (await synced(client)).get_account(**WINDOW))
+    assert account["BTC"] == (D("0.3"), D(0)) and account["USDT"] == (D("10000") + near * D("0.2") - fee, D(0))
+    assert await (await synced(client)).get_open_oco_orders(**WINDOW) == []
+
+    # the deprecated POST /api/v3/order/oco, then DELETE /api/v3/orderList by its client id
+    legacy = await (await synced(client))._post("order/oco", True, data={
+        "symbol": "BTCUSDT", "side": "SELL", "quantity": "0.10000", "price": str(last * 2),
+        "stopPrice": str(far), "stopLimitPrice": str(far - 1), "stopLimitTimeInForce": "GTC",
+        "listClientOrderId": "exit-2", **WINDOW})
+    assert [r["type"] for r in legacy["orderReports"]] == ["STOP_LOSS_LIMIT", "LIMIT_MAKER"]
+    canceled = await (await synced(client))._delete("orderList", True, data={
+        "symbol": "BTCUSDT", "listClientOrderId": "exit-2", **WINDOW})
+    assert canceled["listOrderStatus"] == "ALL_DONE"
+    assert [r["status"] for r in canceled["orderReports"]] == ["CANCELED", "CANCELED"]
+    assert balances(await (await synced(client)).get_account(**WINDOW))["BTC"] == (D("0.3"), D(0))
+    for call, code in ((lambda c: c._delete("orderList", True, data={"symbol": "BTCUSDT", "orderListId": 99,
+                                                                      **WINDOW}), -2011),
+                       (lambda c: c._get("orderList", True, data={"orderListId": 99, **WINDOW}), -2013),
+                       (lambda c: c.create_oco_order(symbol="BTCUSDT", side="SELL", quantity="0.10000",
+                                                     aboveType="LIMIT_MAKER", abovePrice=str(far),
+                                                     belowType="STOP_LOSS", belowStopPrice=str(far - 10),
+                                                     **WINDOW), -2010)):
+        with pytest.raises(BinanceAPIException) as err:
+            await call(await synced(client))
+        assert err.value.code == code
+    every = await (await synced(client))._get("allOrderList", True, data=WINDOW)
+    assert [lst["listClientOrderId"] for lst in every] == ["exit-1", "exit-2"]
