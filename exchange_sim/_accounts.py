@@ -15,8 +15,10 @@ counts, its first fill (at once or when the replay reaches it) takes it off agai
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from ._candles import partial_row
 from ._errors import BinanceAPIError
@@ -25,6 +27,7 @@ from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order,
 from ._order_count import OrderLimit, UnfilledOrderCount
 from ._order_lists import NewOco, PlacedList, cancel_list, place_oco
 from ._signing import ApiKey
+from ._user_events import account_events, balance_update
 from ._filters import SymbolSpec
 
 __all__ = ["Accounts"]
@@ -61,6 +64,7 @@ class Accounts:
         self._history = history
         self._specs = specs
         self._crossed_to: dict[str, int] = {}  # symbol -> replay time prices were applied up to
+        self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self.order_count = UnfilledOrderCount(order_limits or OrderLimit.from_rate_limits([]))
 
     def spec(self, symbol: str) -> SymbolSpec:
@@ -135,12 +139,42 @@ class Accounts:
                              avg_price=avg, now_ms=now, slippage_bps=self.slippage_bps)
         if not commit:
             return placed
-        self.books[account] = placed.book
+        self._commit(account, placed.book, placed.trades, now)
         self.trades[account].extend(placed.trades)
         self.order_count.placed(account)
         for _ in placed.trades:
             self.order_count.filled(account)
         return placed
+
+    # ------------------------------------------------------------ user data stream
+    def subscribe(self, account: str, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``listener`` with every user data stream event of ``account`` (``_user_events``), in
+        order, synchronously; returns the function that unsubscribes it."""
+        listeners = self._listeners.setdefault(account, [])
+        listeners.append(listener)
+        return lambda: listeners.remove(listener) if listener in listeners else None
+
+    def _send(self, account: str, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            for listener in list(self._listeners.get(account, ())):
+                listener(event)
+
+    def _commit(self, account: str, book: Book, trades: Iterable[Trade], now: int, *,
+                cancel_client_id: str | None = None) -> None:
+        before = self.books[account]
+        self.books[account] = book
+        if self._listeners.get(account):
+            self._send(account, account_events(before, book, trades, now, cancel_client_id=cancel_client_id))
+
+    def deposit(self, account: str, asset: str, amount: Decimal, now: int) -> None:
+        """Credit (or, negative, debit) ``amount`` of ``asset`` to the free balance: ``balanceUpdate``
+        then ``outboundAccountPosition``. Raises ValueError when the free balance would go negative."""
+        book = self.books[account]
+        free, locked = book.balances.get(asset, (Decimal(0), Decimal(0)))
+        if free + amount < 0:
+            raise ValueError(f"{account} holds {free} {asset} free, cannot withdraw {-amount}")
+        self._send(account, [balance_update(asset, amount, now)])
+        self._commit(account, replace(book, balances={**book.balances, asset: (free + amount, locked)}), (), now)
 
     def _prices(self, symbol: str, now: int) -> tuple[Decimal, Decimal]:
         """(last, average) price after applying the prices due; raises -1013 "Market is closed." without."""
@@ -157,19 +191,21 @@ class Accounts:
         last, avg = self._prices(oco.symbol, now)
         placed = place_oco(self.books[account], oco, self._specs[oco.symbol], self.fees, last=last, avg_price=avg,
                            now_ms=now)
-        self.books[account] = placed.book
+        self._commit(account, placed.book, (), now)
         self.order_count.placed(account, 2)
         return placed
 
-    def cancel_list(self, account: str, list_id: int, now: int) -> PlacedList:
+    def cancel_list(self, account: str, list_id: int, now: int, cancel_client_id: str | None = None) -> PlacedList:
         """Cancel an executing order list; raises BinanceAPIError -2011."""
         placed = cancel_list(self.books[account], list_id, now)
-        self.books[account] = placed.book
+        self._commit(account, placed.book, (), now, cancel_client_id=cancel_client_id)
         return placed
 
-    def cancel(self, account: str, order_id: int, now: int) -> Order:
+    def cancel(self, account: str, order_id: int, now: int, cancel_client_id: str | None = None) -> Order:
+        """Cancel an open order (a list leg cancels its list); ``cancel_client_id`` is the cancel's own
+        client order id (``c`` of its executionReport). Raises BinanceAPIError -2011."""
         book, order = cancel_order(self.books[account], order_id, now)
-        self.books[account] = book
+        self._commit(account, book, (), now, cancel_client_id=cancel_client_id)
         return order
 
     def cross_due(self, symbol: str, now: int) -> list[tuple[str, Order, Trade | None]]:
@@ -190,7 +226,7 @@ class Accounts:
                 continue
             new_book, events = cross_orders(book, symbol, self._specs[symbol], self.fees, low=low, high=high,
                                             last=last, now_ms=now)
-            self.books[account] = new_book
+            self._commit(account, new_book, [t for _, t in events if t is not None], now)
             for order, trade in events:
                 if trade is not None:
                     self.trades[account].append(trade)

@@ -107,9 +107,9 @@ class OrderListApi:
             raise
         if self._accounts.books[account].lists[list_id].symbol != symbol:
             raise BinanceAPIError(-2011, "Order list does not exist.")
-        placed: PlacedList = self._accounts.cancel_list(account, list_id, now)
-        return list_json(placed.order_list, placed.orders, [cancel_json(o, now, generated_id())
-                                                            for o in placed.orders])
+        cancel_id = params.get("newClientOrderId") or generated_id()
+        placed: PlacedList = self._accounts.cancel_list(account, list_id, now, cancel_id)
+        return list_json(placed.order_list, placed.orders, [cancel_json(o, now, cancel_id) for o in placed.orders])
 
     def order_list(self, account: str, params: dict[str, str], now: int) -> object:
         """``GET /api/v3/orderList`` (``orderListId`` or ``origClientOrderId``, the list's client id)."""

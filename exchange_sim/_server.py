@@ -28,6 +28,7 @@ from ._signing import ApiKey
 from ._ticker import TickerCalculator
 from ._trading_api import TradingApi
 from ._ws import StreamHub, WebSocketEndpoint
+from ._ws_api import WebSocketApi
 
 _log = structlog.get_logger("exchange_sim")
 
@@ -121,6 +122,9 @@ class Simulator:
         self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
                                  fees or Fees(), slippage_bps, self._history, specs, order_limits)
         self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights)
+        weight_limit = next((int(r["limit"]) for r in self._info.response(0, [])["rateLimits"]  # type: ignore[attr-defined]
+                             if r.get("rateLimitType") == "REQUEST_WEIGHT"), 6000)
+        self._ws_api = WebSocketApi(self.accounts, self._trading, self._clock.now_ms, self._rest.weights, weight_limit)
         self._cross_task: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -144,6 +148,7 @@ class Simulator:
         app = web.Application()
         app.router.add_routes(self._rest.routes())
         app.router.add_routes(self._trading.routes())
+        app.router.add_get("/ws-api/v3", self._ws_api.handle)
         app.router.add_get("/stream", self._ws.combined)
         app.router.add_get("/ws", self._ws.raw)
         app.router.add_get("/ws/{streams:.*}", self._ws.raw)
@@ -190,6 +195,7 @@ class Simulator:
             self._task = None
         for conn in list(self._hub.connections):
             await conn.ws.close(code=1001, message=b"server shutdown")
+        await self._ws_api.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -234,6 +240,17 @@ class Simulator:
     def ws_url(self) -> str:
         """``ws://HOST:PORT``; combined stream at ``ws_url + "/stream?streams=..."``."""
         return "ws" + self.base_url[len("http") :]
+
+    @property
+    def ws_api_url(self) -> str:
+        """``ws://HOST:PORT/ws-api/v3``, the WebSocket API; python-binance: ``client.ws_api._url``."""
+        return self.ws_url + "/ws-api/v3"
+
+    def deposit(self, api_key: str, asset: str, amount: Decimal) -> None:
+        """Credit ``amount`` of ``asset`` (negative: withdraw) to the account of ``api_key``: the user
+        data stream sends ``balanceUpdate`` and ``outboundAccountPosition``. Raises KeyError for an
+        unknown key, ValueError when a withdrawal exceeds the free balance."""
+        self.accounts.deposit(self.accounts.keys[api_key].account, asset, Decimal(amount), self._clock.now_ms())
 
     def now_ms(self) -> int:
         """The replay clock: ms since the epoch UTC."""

@@ -55,11 +55,11 @@ class TradingApi:
         weights: the REST API's per-IP weight counter (``WeightCounter``), shared.
     """
 
-    _WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
+    WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
                 "my_trades": 20, "account": 20, "rate_limit_order": 40, "order_list": 4, "all_order_lists": 20,
                 "open_order_lists": 6}
     _PLACING = frozenset({"new_order", "cancel_replace", "new_oco", "new_oco_legacy"})
-    _FREE_WHEN_DONE = frozenset({"new_order", "cancel", "new_oco", "new_oco_legacy", "cancel_list"})
+    FREE_WHEN_DONE = frozenset({"new_order", "cancel", "new_oco", "new_oco_legacy", "cancel_list"})
 
     def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any) -> None:
         self._accounts = accounts
@@ -86,6 +86,7 @@ class TradingApi:
             web.get("/api/v3/orderList", self._wrap(self.lists.order_list)),
             web.get("/api/v3/allOrderList", self._wrap(self.lists.all_order_lists)),
             web.get("/api/v3/openOrderList", self._wrap(self.lists.open_order_lists)),
+            web.route("*", "/api/v3/userDataStream", self.listen_key_retired),
         ]
 
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
@@ -93,7 +94,7 @@ class TradingApi:
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self._now()
             headers: dict[str, str] = {}
-            weight = self._WEIGHTS.get(name, 1)
+            weight = self.WEIGHTS.get(name, 1)
             try:
                 body = (await request.read()).decode() if request.can_read_body else ""
                 key, params = authenticate(self._accounts.keys, request.headers.get("X-MBX-APIKEY"),
@@ -110,7 +111,7 @@ class TradingApi:
                 response = web.Response(body=orjson.dumps(error), status=exc.status,
                                         content_type="application/json", headers=headers)
             else:
-                if name in self._FREE_WHEN_DONE:
+                if name in self.FREE_WHEN_DONE:
                     weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
                 response = web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
             used = self._weights.add(request.remote or "?", weight)
@@ -221,8 +222,9 @@ class TradingApi:
             if exc.code == -2013:
                 raise BinanceAPIError(-2011, "Unknown order sent.") from None
             raise
-        done = self._accounts.cancel(account, order.order_id, now)
-        return cancel_json(done, now, params.get("newClientOrderId") or generated_id())
+        cancel_id = params.get("newClientOrderId") or generated_id()
+        done = self._accounts.cancel(account, order.order_id, now, cancel_id)
+        return cancel_json(done, now, cancel_id)
 
     def open_orders(self, account: str, params: dict[str, str], now: int) -> object:
         symbol = self._symbol(params) if params.get("symbol") else None
@@ -269,3 +271,10 @@ class TradingApi:
     def rate_limit_order(self, account: str, params: dict[str, str], now: int) -> object:
         """``GET /api/v3/rateLimit/order``: the account's unfilled order count per ``ORDERS`` limit."""
         return self._accounts.order_count.report(account)
+
+    async def listen_key_retired(self, request: web.Request) -> web.Response:
+        """``/api/v3/userDataStream`` (listenKey streams): HTTP 410 Gone, as Binance answers since
+        2026-02-20; the user data stream is on the WebSocket API (``_ws_api``)."""
+        body = {"code": -1020, "msg": "The listenKey user data stream is retired; subscribe on the WebSocket API "
+                                      "(userDataStream.subscribe.signature)."}
+        return web.Response(body=orjson.dumps(body), status=410, content_type="application/json")
