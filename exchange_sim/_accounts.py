@@ -26,7 +26,10 @@ from ._history import MarketHistory
 from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order, cross_orders, place_order
 from ._order_count import OrderLimit, UnfilledOrderCount
 from ._order_lists import NewOco, PlacedList, cancel_list, place_oco
+from ._exchange_log import ExchangeLog
+from ._faults import FaultPlan
 from ._signing import ApiKey
+from ._wire import order_json, trade_json
 from ._user_events import account_events, balance_update
 from ._filters import SymbolSpec
 
@@ -50,11 +53,14 @@ class Accounts:
         slippage_bps: how far a MARKET order fills from the last price, against the taker.
         specs: symbol -> its ``exchangeInfo`` entry as a :class:`SymbolSpec`.
         order_limits: the ``ORDERS`` rate limits (unfilled order count per account).
+        log: where every order state and fill is appended (``_exchange_log``).
+        faults: the faults in force (``fill_delay_ms`` is applied here).
     """
 
     def __init__(self, keys: Iterable[ApiKey], balances: Mapping[str, Decimal], fees: Fees, slippage_bps: Decimal,
                  history: MarketHistory, specs: Mapping[str, SymbolSpec],
-                 order_limits: Sequence[OrderLimit] = ()) -> None:
+                 order_limits: Sequence[OrderLimit] = (), log: ExchangeLog | None = None,
+                 faults: FaultPlan | None = None) -> None:
         self.keys = {k.api_key: k for k in keys}
         start = {asset: (Decimal(amount), Decimal(0)) for asset, amount in balances.items()}
         self.books: dict[str, Book] = {k.account: Book(dict(start)) for k in self.keys.values()}
@@ -65,6 +71,8 @@ class Accounts:
         self._specs = specs
         self._crossed_to: dict[str, int] = {}  # symbol -> replay time prices were applied up to
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        self.log = log if log is not None else ExchangeLog()
+        self.faults = faults if faults is not None else FaultPlan()
         self.order_count = UnfilledOrderCount(order_limits or OrderLimit.from_rate_limits([]))
 
     def spec(self, symbol: str) -> SymbolSpec:
@@ -163,6 +171,11 @@ class Accounts:
                 cancel_client_id: str | None = None) -> None:
         before = self.books[account]
         self.books[account] = book
+        for order_id, order in sorted(book.orders.items()):
+            if before.orders.get(order_id) != order:
+                self.log.append("order", now, account, order_json(order))
+        for trade in trades:
+            self.log.append("fill", now, account, trade_json(trade, book.orders[trade.order_id].order_list_id))
         if self._listeners.get(account):
             self._send(account, account_events(before, book, trades, now, cancel_client_id=cancel_client_id))
 
@@ -209,7 +222,9 @@ class Accounts:
         return order
 
     def cross_due(self, symbol: str, now: int) -> list[tuple[str, Order, Trade | None]]:
-        """Apply the prices reached since the last call to every account's resting orders of ``symbol``."""
+        """Apply the prices reached since the last call to every account's resting orders of ``symbol``
+        (up to ``now`` less the ``fill_delay_ms`` fault)."""
+        now -= self.faults.fill_delay_ms
         since = self._crossed_to.get(symbol)
         self._crossed_to[symbol] = now
         if since is None or since >= now:

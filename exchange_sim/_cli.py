@@ -27,7 +27,12 @@ from ._signing import ApiKey
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m exchange_sim",
-        description="Local Binance spot market-data simulator replaying recorded 1m klines.",
+        description="Local Binance spot exchange simulator replaying recorded 1m klines: market data (REST "
+                    "/api/v3, streams /stream and /ws), signed trading endpoints and order lists, and the "
+                    "WebSocket API with the user data stream at /ws-api/v3.",
+        epilog="Test controls (not Binance's): POST/GET/DELETE /sim/faults, PUT /sim/faults/settings, "
+               "POST /sim/user-streams/terminate and /drop, POST /sim/deposit, GET /sim/log; see "
+               "exchange_sim/README.md.",
     )
     parser.add_argument("--replay", required=True, type=Path, help="folder of 1m kline files")
     parser.add_argument("--host", default="127.0.0.1")

@@ -111,6 +111,7 @@ class RestApi:
         self._tickers = tickers
         self._info = exchange_info
         self._clock = clock
+        self.server_time: Callable[[], int] | None = None  # the server time /time reports, when not the clock
         self._symbols = list(symbols)
         self._replayed = set(symbols)
         self.weights = WeightCounter()
@@ -152,7 +153,8 @@ class RestApi:
         return {}, None
 
     def time(self, request: web.Request) -> tuple[object, int | None]:
-        return {"serverTime": self._clock.now_ms()}, None
+        """``GET /api/v3/time``: the replay clock, plus the ``clock_offset_ms`` fault when set."""
+        return {"serverTime": self.server_time() if self.server_time else self._clock.now_ms()}, None
 
     def exchange_info(self, request: web.Request) -> tuple[object, int | None]:
         query = request.query

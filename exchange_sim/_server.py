@@ -29,6 +29,9 @@ from ._ticker import TickerCalculator
 from ._trading_api import TradingApi
 from ._ws import StreamHub, WebSocketEndpoint
 from ._ws_api import WebSocketApi
+from ._admin import AdminApi
+from ._exchange_log import ExchangeLog
+from ._faults import FaultPlan
 
 _log = structlog.get_logger("exchange_sim")
 
@@ -121,10 +124,12 @@ class Simulator:
         order_limits = OrderLimit.from_rate_limits(self._info.response(0, [])["rateLimits"])  # type: ignore[arg-type]
         self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
                                  fees or Fees(), slippage_bps, self._history, specs, order_limits)
+        self._rest.server_time = self._trading_time
         self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights)
         weight_limit = next((int(r["limit"]) for r in self._info.response(0, [])["rateLimits"]  # type: ignore[attr-defined]
                              if r.get("rateLimitType") == "REQUEST_WEIGHT"), 6000)
         self._ws_api = WebSocketApi(self.accounts, self._trading, self._clock.now_ms, self._rest.weights, weight_limit)
+        self._admin = AdminApi(self.accounts, self._ws_api.terminate, self._ws_api.drop, self._clock.now_ms)
         self._cross_task: asyncio.Task[None] | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -148,6 +153,7 @@ class Simulator:
         app = web.Application()
         app.router.add_routes(self._rest.routes())
         app.router.add_routes(self._trading.routes())
+        app.router.add_routes(self._admin.routes())
         app.router.add_get("/ws-api/v3", self._ws_api.handle)
         app.router.add_get("/stream", self._ws.combined)
         app.router.add_get("/ws", self._ws.raw)
@@ -251,6 +257,30 @@ class Simulator:
         data stream sends ``balanceUpdate`` and ``outboundAccountPosition``. Raises KeyError for an
         unknown key, ValueError when a withdrawal exceeds the free balance."""
         self.accounts.deposit(self.accounts.keys[api_key].account, asset, Decimal(amount), self._clock.now_ms())
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The faults in force (``_faults``): ``sim.faults.add(Fault("error_after", target="POST /api/v3/order"))``,
+        ``sim.faults.clock_offset_ms = -3000``, ``sim.faults.clear()``; also ``/sim/faults``."""
+        return self.accounts.faults
+
+    @property
+    def log(self) -> ExchangeLog:
+        """The append-only log of requests, orders and fills (``_exchange_log``); also ``GET /sim/log``."""
+        return self.accounts.log
+
+    def terminate_user_streams(self, api_key: str) -> int:
+        """Send ``eventStreamTerminated`` to and end every user data stream subscription of the account
+        of ``api_key``; returns how many. Raises KeyError for an unknown key."""
+        return self._ws_api.terminate(self.accounts.keys[api_key].account)
+
+    def drop_user_streams(self, api_key: str) -> int:
+        """Cut every WebSocket API connection subscribed to the account of ``api_key`` (no close frame,
+        no event); returns how many. Raises KeyError for an unknown key."""
+        return self._ws_api.drop(self.accounts.keys[api_key].account)
+
+    def _trading_time(self) -> int:
+        return self._clock.now_ms() + self.accounts.faults.clock_offset_ms
 
     def now_ms(self) -> int:
         """The replay clock: ms since the epoch UTC."""

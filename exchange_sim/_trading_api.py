@@ -18,7 +18,9 @@ account's unfilled order count (:mod:`._order_count`; HTTP 429 -1015 over a limi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,15 +31,26 @@ from aiohttp import web
 
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
+from ._faults import Fault
 from ._matching import NewOrder, Order
 from ._order_list_api import OrderListApi
 from ._params import decimal_param
-from ._wire import cancel_json, generated_id, n, order_json, order_result, response_type
+from ._wire import cancel_json, generated_id, n, order_json, order_result, response_type, trade_json
 from ._signing import authenticate
 
 __all__ = ["TradingApi"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A trading request's answer: HTTP status, body (result or error), the fault that hit it, headers."""
+
+    status: int
+    body: Any
+    fault: Fault | None
+    headers: dict[str, str]
 
 
 class CancelReplaceFailed(BinanceAPIError):
@@ -89,34 +102,72 @@ class TradingApi:
             web.route("*", "/api/v3/userDataStream", self.listen_key_retired),
         ]
 
+    def run(self, name: str, account: str, params: dict[str, str], now: int, *, via: str, target: str
+            ) -> Outcome:
+        """Carry out one authenticated trading request under the faults in force (``_faults``) and
+        log it: the handler ``name`` of this class or of :attr:`lists`, for ``account``, at replay
+        time ``now``; ``target`` is what faults match (``"POST /api/v3/order"``, ``"order.place"``)."""
+        fault = self._accounts.faults.take(target)
+        status, body = 200, None
+        if fault is not None and fault.kind in ("reject", "rate_limit"):
+            status, body = fault.answer()
+        else:
+            handler = getattr(self, name, None) or getattr(self.lists, name)
+            try:
+                body = handler(account, params, now)
+            except BinanceAPIError as exc:
+                status, body = exc.status, {"code": exc.code, "msg": exc.msg}
+                if isinstance(exc, CancelReplaceFailed):
+                    body["data"] = exc.data
+            if fault is not None and fault.kind == "error_after":
+                status, body = fault.answer()
+        logged = {k: v for k, v in params.items() if k != "signature"}
+        self._accounts.log.append("request", now, account, {
+            "via": via, "target": target, "method": name, "params": logged, "status": status,
+            "code": body.get("code") if status != 200 and isinstance(body, dict) else None,
+            "fault": fault.kind if fault is not None else None})
+        headers: dict[str, str] = {}
+        if name in self._PLACING and status == 200:
+            headers = self._accounts.order_count.headers(account)
+        if fault is not None and fault.kind == "rate_limit":
+            headers["Retry-After"] = str(fault.retry_after)
+        return Outcome(status, body, fault, headers)
+
+    def server_time(self) -> int:
+        """The replay clock plus the ``clock_offset_ms`` fault: what the timing rule checks against."""
+        return self._now() + self._accounts.faults.clock_offset_ms
+
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
         name = handler.__name__
+
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self._now()
-            headers: dict[str, str] = {}
             weight = self.WEIGHTS.get(name, 1)
+            outcome = None
             try:
                 body = (await request.read()).decode() if request.can_read_body else ""
                 key, params = authenticate(self._accounts.keys, request.headers.get("X-MBX-APIKEY"),
-                                           request.rel_url.raw_query_string, body, now)
+                                           request.rel_url.raw_query_string, body, self.server_time())
+            except BinanceAPIError as exc:
+                status, answer, headers = exc.status, {"code": exc.code, "msg": exc.msg}, {}
+            else:
                 if name == "open_orders":
                     weight = 6 if params.get("symbol") else 80
-                result = handler(key.account, params, now)
-                if name in self._PLACING:
-                    headers = self._accounts.order_count.headers(key.account)
-            except BinanceAPIError as exc:
-                error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
-                if isinstance(exc, CancelReplaceFailed):
-                    error["data"] = exc.data
-                response = web.Response(body=orjson.dumps(error), status=exc.status,
-                                        content_type="application/json", headers=headers)
-            else:
-                if name in self.FREE_WHEN_DONE:
+                target = f"{request.method} {request.path}"
+                outcome = self.run(name, key.account, params, now, via="rest", target=target)
+                status, answer, headers = outcome.status, outcome.body, outcome.headers
+                if status == 200 and name in self.FREE_WHEN_DONE:
                     weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
-                response = web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
             used = self._weights.add(request.remote or "?", weight)
-            response.headers["X-MBX-USED-WEIGHT"] = response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
-            return response
+            headers = {**headers, "X-MBX-USED-WEIGHT": str(used), "X-MBX-USED-WEIGHT-1M": str(used)}
+            if outcome is not None and outcome.fault is not None:
+                if outcome.fault.kind == "timeout_after":
+                    await asyncio.sleep(outcome.fault.delay)
+                elif outcome.fault.kind == "drop_after" and request.transport is not None:
+                    request.transport.abort()  # carried out, never answered
+                    raise ConnectionResetError("fault: drop_after")
+            return web.Response(body=orjson.dumps(answer), status=status, content_type="application/json",
+                                headers=headers)
 
         return handle
 
@@ -247,11 +298,8 @@ class TradingApi:
         from_id = int(params["fromId"]) if params.get("fromId", "").isdigit() else None
         trades = [t for t in self._accounts.trades[account] if t.symbol == symbol
                   and (from_id is None or t.trade_id >= from_id)]
-        return [{"symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id,
-                 "orderListId": self._accounts.books[account].orders[t.order_id].order_list_id, "price": n(t.price),
-                 "qty": n(t.qty), "quoteQty": n(t.quote_qty), "commission": n(t.commission),
-                 "commissionAsset": t.commission_asset, "time": t.time, "isBuyer": t.side == "BUY",
-                 "isMaker": t.is_maker, "isBestMatch": True} for t in trades]
+        orders = self._accounts.books[account].orders
+        return [trade_json(t, orders[t.order_id].order_list_id) for t in trades]
 
     def account(self, account: str, params: dict[str, str], now: int) -> object:
         self._accounts.cross_all(now)

@@ -16,7 +16,7 @@ from ._errors import BinanceAPIError
 from ._matching import Order, OrderList, Trade
 
 __all__ = ["cancel_json", "fill_json", "generated_id", "list_json", "n", "order_json", "order_result",
-           "response_type"]
+           "response_type", "trade_json"]
 
 _RESULT_FIELDS = ("price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status",
                   "timeInForce", "type", "side", "workingTime", "selfTradePreventionMode")
@@ -51,6 +51,14 @@ def fill_json(trade: Trade) -> dict[str, Any]:
     """One entry of a FULL response's ``fills``."""
     return {"price": n(trade.price), "qty": n(trade.qty), "commission": n(trade.commission),
             "commissionAsset": trade.commission_asset, "tradeId": trade.trade_id}
+
+
+def trade_json(trade: Trade, order_list_id: int) -> dict[str, Any]:
+    """One entry of ``GET /api/v3/myTrades``."""
+    return {"symbol": trade.symbol, "id": trade.trade_id, "orderId": trade.order_id, "orderListId": order_list_id,
+            "price": n(trade.price), "qty": n(trade.qty), "quoteQty": n(trade.quote_qty),
+            "commission": n(trade.commission), "commissionAsset": trade.commission_asset, "time": trade.time,
+            "isBuyer": trade.side == "BUY", "isMaker": trade.is_maker, "isBestMatch": True}
 
 
 def response_type(params: dict[str, str], default: str) -> str:

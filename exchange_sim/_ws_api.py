@@ -43,7 +43,7 @@ from aiohttp import WSMsgType, web
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
 from ._signing import ApiKey, check_timing
-from ._trading_api import CancelReplaceFailed, TradingApi
+from ._trading_api import TradingApi
 from ._user_events import stream_terminated
 
 __all__ = ["WebSocketApi"]
@@ -76,8 +76,10 @@ class _Subscription:
 class _Session:
     """One WebSocket API connection: its logon, subscriptions and outgoing frames."""
 
-    def __init__(self, ws: web.WebSocketResponse, ip: str, connected: int, rate_limits: bool) -> None:
+    def __init__(self, ws: web.WebSocketResponse, ip: str, connected: int, rate_limits: bool,
+                 transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
+        self.transport = transport
         self.ip = ip
         self.connected = connected
         self.authorized: int | None = None
@@ -97,6 +99,14 @@ class _Session:
     def end(self, subscription_id: int, now: int) -> None:
         self.subscriptions.pop(subscription_id).unsubscribe()
         self.send({"subscriptionId": subscription_id, "event": stream_terminated(now)})
+
+
+class _Answered(Exception):
+    """A trading request the REST handlers answered with an error (status and body as they are)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
 
 
 class WebSocketApi:
@@ -129,7 +139,7 @@ class WebSocketApi:
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
         session = _Session(ws, request.remote or "?", self._now(),
-                           request.query.get("returnRateLimits", "true").lower() != "false")
+                           request.query.get("returnRateLimits", "true").lower() != "false", request.transport)
         self.sessions.add(session)
         writer = asyncio.create_task(session.writer(), name="exchange_sim.ws_api.writer")
         try:
@@ -172,7 +182,7 @@ class WebSocketApi:
         method = request.get("method")
         params = {k: _text(v) for k, v in (request.get("params") or {}).items() if v is not None}
         now = self._now()
-        weight, orders_for, name = 1, None, None
+        weight, orders_for, fault = 1, None, None
         try:
             if not isinstance(method, str) or not method:
                 raise BinanceAPIError(-1102, "Mandatory parameter 'method' was not sent, was empty/null, or "
@@ -183,38 +193,48 @@ class WebSocketApi:
                 if name == "open_orders":
                     weight = 6 if params.get("symbol") else 80
                 key = self._authenticate(session, params, now)
-                handler = self._handlers[name]
                 call = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
-                result = handler(key.account, call, now)
+                outcome = self._trading.run(name, key.account, call, now, via="ws-api", target=method)
+                fault = outcome.fault
+                if outcome.status != 200:
+                    raise _Answered(outcome.status, outcome.body)
+                result = outcome.body
+                if name in TradingApi.FREE_WHEN_DONE:
+                    weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
                 if name in _PLACING:
                     orders_for = key.account
             else:
                 result = self._session_method(session, method, params, now)
         except BinanceAPIError as exc:
-            error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
-            if isinstance(exc, CancelReplaceFailed):
-                error["data"] = exc.data
-            answer: dict[str, Any] = {"id": request_id, "status": exc.status, "error": error}
+            answer: dict[str, Any] = {"id": request_id, "status": exc.status,
+                                      "error": {"code": exc.code, "msg": exc.msg}}
+        except _Answered as exc:
+            answer = {"id": request_id, "status": exc.status, "error": exc.body}
         else:
             answer = {"id": request_id, "status": 200, "result": result}
-            if name in TradingApi.FREE_WHEN_DONE:
-                weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
         used = self._weights.add(session.ip, weight)
         if session.rate_limits:
             limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                        "limit": self._weight_limit, "count": used}]
             if orders_for is not None:
-                limits += [{k: r[k] for k in ("rateLimitType", "interval", "intervalNum", "limit", "count")}
-                           for r in self._accounts.order_count.report(orders_for)]
+                limits += self._accounts.order_count.report(orders_for)
             answer["rateLimits"] = limits
+        if fault is not None and fault.kind == "rate_limit":
+            answer["error"]["data"] = {"retryAfter": fault.retry_after}
+        if fault is not None and fault.kind == "drop_after":
+            return  # carried out, never answered
+        if fault is not None and fault.kind == "timeout_after":
+            asyncio.get_running_loop().call_later(fault.delay, session.send, answer)
+            return
         session.send(answer)
 
     def _authenticate(self, session: _Session, params: dict[str, str], now: int) -> ApiKey:
         """A signed method's key (module doc). Raises BinanceAPIError -2014/-2015/-1022/-1102/-1021."""
         api_key = params.get("apiKey")
         signature = params.get("signature")
+        server_time = self._trading.server_time()
         if signature is None and session.key is not None and api_key in (None, session.key.api_key):
-            check_timing(params, now)
+            check_timing(params, server_time)
             return session.key
         if not api_key:
             raise BinanceAPIError(-1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")
@@ -227,14 +247,14 @@ class WebSocketApi:
         payloads = ("&".join(f"{k}={v}" for k, v in signed), urlencode(signed))
         if not any(key.verify(payload, signature) for payload in payloads):
             raise BinanceAPIError(-1022, "Signature for this request is not valid.")
-        check_timing(params, now)
+        check_timing(params, server_time)
         return key
 
     def _session_method(self, session: _Session, method: str, params: dict[str, str], now: int) -> object:
         if method == "ping":
             return {}
         if method == "time":
-            return {"serverTime": now}
+            return {"serverTime": self._trading.server_time()}
         if method == "session.logon":
             key = self._authenticate(session, params, now)
             if key.public_key is None:
@@ -258,25 +278,31 @@ class WebSocketApi:
             key = self._authenticate(session, params, now)
             return self._subscribe(session, key.account, via_logon=False)
         if method == "userDataStream.unsubscribe":
-            if "subscriptionId" in params:
+            if "subscriptionId" in params:  # one subscription; one that already ended is a no-op
                 try:
                     chosen = [int(params["subscriptionId"])]
                 except ValueError:
-                    chosen = [-1]
-                if chosen[0] not in session.subscriptions:
-                    raise BinanceAPIError(-1130, "Data sent for parameter 'subscriptionId' is not valid.")
+                    raise BinanceAPIError(-1130, "Data sent for parameter 'subscriptionId' is not valid.") from None
             else:
                 chosen = list(session.subscriptions)
             for subscription_id in chosen:
-                session.subscriptions.pop(subscription_id).unsubscribe()
+                if subscription_id in session.subscriptions:
+                    session.subscriptions.pop(subscription_id).unsubscribe()
             return {}
         raise BinanceAPIError(-1020, f"Unsupported method '{method}'.")
 
     def _subscribe(self, session: _Session, account: str, *, via_logon: bool) -> dict[str, int]:
         subscription_id = session.next_subscription
         session.next_subscription += 1
-        unsubscribe = self._accounts.subscribe(
-            account, lambda event: session.send({"subscriptionId": subscription_id, "event": event}))
+        def deliver(event: dict[str, Any]) -> None:
+            message = {"subscriptionId": subscription_id, "event": event}
+            delay = self._accounts.faults.event_delay
+            if delay > 0:  # the event_delay fault: held, in order
+                asyncio.get_running_loop().call_later(delay, session.send, message)
+            else:
+                session.send(message)
+
+        unsubscribe = self._accounts.subscribe(account, deliver)
         session.subscriptions[subscription_id] = _Subscription(account, unsubscribe, via_logon)
         return {"subscriptionId": subscription_id}
 
@@ -285,12 +311,27 @@ class WebSocketApi:
                 "connectedSince": session.connected, "returnRateLimits": session.rate_limits, "serverTime": now,
                 "userDataStream": bool(session.subscriptions)}
 
+    def _subscribed(self, account: str) -> list[tuple[_Session, int]]:
+        return [(session, i) for session in self.sessions for i, sub in session.subscriptions.items()
+                if sub.account == account]
+
     def terminate(self, account: str) -> int:
         """End every subscription to ``account``'s events with ``eventStreamTerminated`` (a fault
-        a test injects); returns how many ended."""
+        a test injects); the connections stay open. Returns how many ended."""
         now = self._now()
-        ended = [(session, i) for session in self.sessions for i, sub in session.subscriptions.items()
-                 if sub.account == account]
+        ended = self._subscribed(account)
         for session, subscription_id in ended:
             session.end(subscription_id, now)
         return len(ended)
+
+    def drop(self, account: str) -> int:
+        """Cut every connection subscribed to ``account``'s events without a close frame or an
+        event (a fault a test injects). Returns how many connections were cut."""
+        cut = {session for session, _ in self._subscribed(account)}
+        for session in cut:
+            for subscription in session.subscriptions.values():
+                subscription.unsubscribe()
+            session.subscriptions.clear()
+            if session.transport is not None:
+                session.transport.abort()
+        return len(cut)

@@ -109,3 +109,13 @@ async def test_malformed_account_options_exit_2(binance_data: Path, tmp_path: Pa
         proc = await _spawn("--replay", str(binance_data), *option)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
         assert proc.returncode == 2 and out == b"", (option, err)
+
+
+async def test_help_documents_the_account_options_and_the_test_controls() -> None:
+    proc = await _spawn("--help")
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = " ".join(out.decode().split())
+    assert proc.returncode == 0
+    for option in ("--account API_KEY:SECRET", "--ed25519-account", "--balance ASSET=AMOUNT", "--maker-fee",
+                   "--taker-fee", "--slippage-bps", "/ws-api/v3", "/sim/faults", "/sim/log"):
+        assert option in text, option

@@ -8,6 +8,7 @@ import asyncio
 import time
 from decimal import Decimal as D
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from binance import AsyncClient
@@ -18,7 +19,7 @@ from exchange_sim._matching import Fees
 from exchange_sim._signing import ApiKey
 
 KEY, SECRET = "sim-key-alice", "sim-secret-alice-0123456789"
-WINDOW = {"recvWindow": 60000}
+WINDOW = MappingProxyType({"recvWindow": 60000})  # read-only: python-binance writes into a data= dict
 
 
 async def synced(client: AsyncClient) -> AsyncClient:
@@ -92,6 +93,15 @@ async def test_a_resting_limit_locks_funds_fills_when_the_replay_reaches_it_and_
     with pytest.raises(BinanceAPIException) as err:
         await (await synced(client)).cancel_order(symbol="BTCUSDT", orderId=buy["orderId"], **WINDOW)
     assert (err.value.code, err.value.message) == (-2011, "Unknown order sent.")
+    with pytest.raises(BinanceAPIException) as err:
+        await (await synced(client)).get_order(symbol="BTCUSDT", origClientOrderId="never-sent", **WINDOW)
+    assert (err.value.code, err.value.message) == (-2013, "Order does not exist.")
+    resting = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000",
+               "price": str(far), "newClientOrderId": "twice", **WINDOW}
+    await (await synced(client)).create_order(**resting)
+    with pytest.raises(BinanceAPIException) as err:  # the client id of an open order
+        await (await synced(client)).create_order(**resting)
+    assert (err.value.code, err.value.message) == (-2010, "Duplicate order sent.")
 
 
 @pytest.mark.parametrize(("params", "code"), [
@@ -323,5 +333,77 @@ async def test_oco_lists_place_query_fill_and_cancel_through_python_binance(sim_
         with pytest.raises(BinanceAPIException) as err:
             await call(await synced(client))
         assert err.value.code == code
-    every = await (await synced(client))._get("allOrderList", True, data=WINDOW)
+    every = await (await synced(client))._get("allOrderList", True, data={**WINDOW})
     assert [lst["listClientOrderId"] for lst in every] == ["exit-1", "exit-2"]
+
+
+@pytest.fixture
+async def all_types_client(binance_data: Path, tmp_path: Path):
+    """The recorded exchangeInfo with STOP_LOSS and TAKE_PROFIT (market on trigger) allowed for BTCUSDT:
+    no recorded symbol lists them, so the test serves a copy that does (written to tmp_path)."""
+    import json
+
+    info = json.loads((binance_data / "exchangeInfo.json").read_text())
+    for entry in info["symbols"]:
+        if entry["symbol"] == "BTCUSDT":
+            entry["orderTypes"] = [*entry["orderTypes"], "STOP_LOSS", "TAKE_PROFIT"]
+    path = tmp_path / "exchangeInfo.json"
+    path.write_text(json.dumps(info))
+    sim = Simulator(binance_data, speed=60, symbols=["BTCUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
+                    balances={"USDT": D("10000"), "BTC": D("0.5")}, exchange_info_path=path)
+    await sim.start()
+    client = AsyncClient(api_key=KEY, api_secret=SECRET)
+    client.API_URL = sim.rest_url + "/api"
+    try:
+        yield sim, client
+    finally:
+        await client.close_connection()
+        await sim.stop()
+
+
+@pytest.mark.parametrize(("kind", "side", "price", "stop"), [
+    ("LIMIT", "BUY", "0.5", None), ("LIMIT_MAKER", "BUY", "0.5", None), ("STOP_LOSS", "SELL", None, "0.5"),
+    ("STOP_LOSS_LIMIT", "SELL", "0.49", "0.5"), ("TAKE_PROFIT", "SELL", None, "2"),
+    ("TAKE_PROFIT_LIMIT", "SELL", "2.01", "2"),
+])
+async def test_each_resting_order_type_is_placed_queried_cancel_replaced_and_cancelled(all_types_client, kind, side,
+                                                                                       price, stop):
+    sim, client = all_types_client
+    last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])
+    qty = D("0.01000")
+
+    def params(scale: D) -> dict:
+        p = {"symbol": "BTCUSDT", "side": side, "type": kind, "quantity": str(qty)}
+        if price is not None:
+            p["price"] = str((last * D(price) * scale).quantize(D("0.01")))
+        if stop is not None:
+            p["stopPrice"] = str((last * D(stop) * scale).quantize(D("0.01")))
+        if kind in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+            p["timeInForce"] = "GTC"
+        return p
+
+    def locked(p: dict) -> dict[str, D]:
+        if side == "BUY":
+            return {"USDT": D(p.get("price") or p["stopPrice"]) * qty, "BTC": D(0)}
+        return {"USDT": D(0), "BTC": qty}
+
+    first = params(D(1))
+    placed = await (await synced(client)).create_order(**first, newClientOrderId=f"{kind}-1", **WINDOW)
+    known = await (await synced(client)).get_order(symbol="BTCUSDT", orderId=placed["orderId"], **WINDOW)
+    assert (known["status"], known["type"], known["side"]) == ("NEW", kind, side)
+    assert D(known["price"]) == D(first.get("price", "0")) and D(known["stopPrice"]) == D(first.get("stopPrice", "0"))
+    held = balances(await (await synced(client)).get_account(**WINDOW))
+    assert {a: held[a][1] for a in ("USDT", "BTC")} == locked(first)
+
+    second = params(D("1.01"))
+    moved = await (await synced(client)).cancel_replace_order(
+        **second, cancelReplaceMode="STOP_ON_FAILURE", cancelOrigClientOrderId=f"{kind}-1",
+        newClientOrderId=f"{kind}-2", **WINDOW)
+    assert moved["cancelResponse"]["status"] == "CANCELED" and moved["newOrderResponse"]["clientOrderId"] == f"{kind}-2"
+    held = balances(await (await synced(client)).get_account(**WINDOW))
+    assert {a: held[a][1] for a in ("USDT", "BTC")} == locked(second)  # the first lock released, the second held
+    await (await synced(client)).cancel_order(symbol="BTCUSDT", origClientOrderId=f"{kind}-2", **WINDOW)
+    assert balances(await (await synced(client)).get_account(**WINDOW)) == {"BTC": (D("0.5"), D(0)),
+                                                                           "USDT": (D("10000"), D(0))}
+    statuses = [o["status"] for o in await (await synced(client)).get_all_orders(symbol="BTCUSDT", **WINDOW)]
+    assert statuses == ["CANCELED", "CANCELED"]

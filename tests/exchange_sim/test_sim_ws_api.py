@@ -12,6 +12,7 @@ import hmac
 import time
 from decimal import Decimal as D
 from pathlib import Path
+from types import MappingProxyType
 
 import aiohttp
 import orjson
@@ -29,7 +30,7 @@ ED_KEY = "sim-key-bob"
 ED_PRIVATE = Ed25519PrivateKey.generate()
 ED_PEM = ED_PRIVATE.public_key().public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-WINDOW = {"recvWindow": 60000}
+WINDOW = MappingProxyType({"recvWindow": 60000})  # read-only: python-binance writes into a data= dict
 
 
 async def synced(client: AsyncClient) -> AsyncClient:
@@ -209,7 +210,8 @@ async def test_hostile_frames_get_binance_s_errors_and_the_connection_keeps_work
         hmac_logon = await raw.send("session.logon", **params, signature=signature)  # a valid HMAC signature
         assert (hmac_logon["status"], hmac_logon["error"]["code"]) == (401, -1002)  # Ed25519 keys only
         assert (await raw.send("userDataStream.subscribe"))["status"] == 401  # not logged on
-        assert (await raw.send("userDataStream.unsubscribe", subscriptionId=5))["error"]["code"] == -1130
+        assert (await raw.send("userDataStream.unsubscribe", subscriptionId="x"))["error"]["code"] == -1130
+        assert (await raw.send("userDataStream.unsubscribe", subscriptionId=5))["result"] == {}  # none: no-op
         good = await raw.send("account.status", **ed_signed(sim))
         assert good["status"] == 200 and good["result"]["accountType"] == "SPOT"
         assert (await raw.send("time"))["result"]["serverTime"] > 0
