@@ -27,6 +27,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from control_plane.db import drop_machine_role, ensure_machine_role, machine_role, role_database_url
+from control_plane.exchange_keys import ExchangeKeyStore, sealed_secrets
 from control_plane.fly import (
     TIER_MEMORY_MB,
     FlyClient,
@@ -52,7 +53,8 @@ log = structlog.get_logger(__name__)
 #: Sandbox worker processes per tier: a pro machine (up to 20 traders) screens a
 #: tick on one worker well within a second; more workers cost ~40 MB each.
 TIER_SANDBOX_WORKERS: Mapping[str, int] = {"pro": 1, "elite": 2, "power": 2}
-#: Machine environment variables that are app secrets, never part of the machine config.
+#: Machine environment variables that are app secrets, never part of the machine config (a
+#: subscriber with exchange keys also gets ``exchange_keys.CREDENTIALS_ENV``).
 SECRET_ENV = ("MACHINE_TOKEN", "DATABASE_URL", "ANALYSIS_TOKEN")
 
 
@@ -92,6 +94,8 @@ class Provisioner:
         db_roles: give each machine a database role of its own, limited to its subscriber's
             rows (``control_plane.db._roles``; needs CREATEROLE); False hands machines
             ``env.database_url`` itself.
+        exchange_keys: the subscribers' Binance keys; a subscriber with keys gets them sealed
+            as app secrets (``EXCHANGE_CREDENTIALS``/``_KEY``). None: machines get no keys.
     """
 
     def __init__(
@@ -105,8 +109,10 @@ class Provisioner:
         token_for: Any,
         org_slug: str = "personal",
         db_roles: bool = True,
+        exchange_keys: ExchangeKeyStore | None = None,
     ) -> None:
         self._pool = pool
+        self._exchange_keys = exchange_keys
         self._db_roles = db_roles
         self._fly = fly
         self.org_slug = org_slug
@@ -221,11 +227,15 @@ class Provisioner:
         if self._db_roles:
             password = await ensure_machine_role(self._pool, user_id)
             database_url = role_database_url(database_url, machine_role(user_id), password)
-        return {
+        secrets = {
             "MACHINE_TOKEN": self._token_for(str(user_id)),
             "DATABASE_URL": database_url,
             "ANALYSIS_TOKEN": self._env.analysis_token,
         }
+        credentials = await self._exchange_keys.get(user_id) if self._exchange_keys is not None else None
+        if credentials is not None:
+            secrets.update(sealed_secrets(credentials))
+        return secrets
 
     def _machine_env(self, user_id: UUID, tier: str) -> dict[str, str]:
         return {

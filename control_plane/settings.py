@@ -32,6 +32,7 @@
 | LLM_GENERATION_MAX_OUTPUT_TOKENS | ``4096`` | a generated trader's token budget per round |
 | FILTER_CHECK_REPLAY_DIR | ``../shared/data/binance`` beside the repository | real 1m klines the sandbox check runs a generated filter on |
 | ADMIN_TOKEN | unset: ``POST /generate-trader`` answers 503 | bearer token of the SaaS backend's routes |
+| EXCHANGE_KEYS_SECRET | unset: ``users set-keys`` refuses | Fernet key(s), comma-separated, the first encrypting: subscribers' Binance keys at rest (``control_plane.exchange_keys``) |
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ControlPlaneSettings(BaseSettings):
     fly_region: str = "iad"
     machine_image: str = "registry.fly.io/trader-machines:latest"
     machine_token_secret: SecretStr | None = None
+    exchange_keys_secret: SecretStr | None = None
     analysis_host: str = "127.0.0.1"
     analysis_port: int = 8700
     analysis_url: str | None = None

@@ -10,14 +10,16 @@ __all__ = ["main"]
 
 
 def main() -> None:
+    from machine.credentials import CredentialsError, open_credentials
     from machine.logs import configure_logging
     from machine.persistence import SchemaMismatch
     from machine.settings import SettingsError, load_settings
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
+        credentials = open_credentials()  # out of the environment before any child process starts
         settings = load_settings()
-    except SettingsError as exc:
+    except (SettingsError, CredentialsError) as exc:
         print(f"trader-machine: invalid setting {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
@@ -25,7 +27,7 @@ def main() -> None:
     from machine.orchestrator import Machine
 
     try:
-        code = asyncio.run(Machine(settings).run())
+        code = asyncio.run(Machine(settings, credentials=credentials).run())
     except SchemaMismatch as exc:
         print(f"trader-machine: {exc}", file=sys.stderr)
         sys.exit(3)

@@ -25,6 +25,7 @@ from aiohttp import web
 from machine.accounts import equity
 from machine.analysis import AnalysisClient
 from machine.control import ControlService
+from machine.credentials import ExchangeCredentials
 from machine.execution import CloseRequest, ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.heartbeat import Heartbeat
 from machine.http import MetricsSnapshot, create_app, rss_mb
@@ -68,8 +69,9 @@ class _Loaded:
 class Machine:
     """One subscriber's machine. ``await Machine(settings).run()`` runs until shutdown."""
 
-    def __init__(self, settings: MachineSettings) -> None:
+    def __init__(self, settings: MachineSettings, *, credentials: ExchangeCredentials | None = None) -> None:
         self.settings = settings
+        self.credentials = credentials  # the subscriber's exchange keys (machine.credentials); None: paper only
         self.user_id: UUID = settings.user_id
         self._log = log.bind(user_id=str(self.user_id))
         self._started = time.monotonic()

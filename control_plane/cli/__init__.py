@@ -1,7 +1,7 @@
 """``control-plane``: the admin CLI (typer + rich).
 
 Commands: ``db migrate``, ``traders add|list``, ``trades export``, ``analyses show|replay``
-(``_trading``); ``users add|set-tier|set-status|cancel|list``, ``machines list|status``,
+(``_trading``); ``users add|set-tier|set-status|set-keys|cancel|list``, ``machines list|status``,
 ``reconcile [--once] [--dry-run]``, ``serve``, ``provision``, ``destroy`` (``_fleet``);
 ``traders pause|resume``, ``positions exit`` (``_control``, over the machine's API); ``demo``
 (``_demo``); shared helpers in ``_common``. Lists are tables (``--json`` for scripts); a failure

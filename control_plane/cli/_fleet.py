@@ -81,6 +81,31 @@ def users_cancel(user_id: UUID) -> None:
     console.print(f"user {user_id}: subscription cancelled")
 
 
+@users_app.command("set-keys")
+def users_set_keys(
+    user_id: UUID,
+    api_key: str = typer.Option(..., "--api-key", help="the Binance API key (HMAC-SHA256)"),
+) -> None:
+    """Store the user's Binance API key and its secret, read from stdin, encrypted with EXCHANGE_KEYS_SECRET;
+    the user's machine gets them at its next provisioning. Nothing prints the secret."""
+    import sys
+
+    from control_plane.exchange_keys import ExchangeCredentials, ExchangeKeyError, ExchangeKeyStore
+
+    secret = sys.stdin.readline().strip()
+
+    async def run(settings: ControlPlaneSettings, pool: asyncpg.Pool) -> str:
+        value = settings.exchange_keys_secret.get_secret_value() if settings.exchange_keys_secret else None
+        store = ExchangeKeyStore(pool, value)
+        await store.set(user_id, ExchangeCredentials(api_key.strip(), secret))
+        return f"keys of {user_id} stored (API key …{api_key.strip()[-4:]})"
+
+    try:
+        typer.echo(asyncio.run(_with_pool(run)))
+    except (ExchangeKeyError, LookupError) as exc:
+        _fail(str(exc).strip("'\""))
+
+
 @users_app.command("list")
 def users_list(json_: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Subscribers with their tier, subscription and live machine."""
@@ -121,8 +146,13 @@ def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) ->
                          settings.binance_ws_url, settings.binance_rest_url, extra={"HTTP_HOST": "127.0.0.1"})
     else:
         _fail("no Fly API: set FLY_API_URL (and FLY_API_TOKEN), or run `control-plane serve` for the local engine")
+    keys = None
+    if settings.exchange_keys_secret is not None:
+        from control_plane.exchange_keys import ExchangeKeyStore
+
+        keys = ExchangeKeyStore(pool, settings.exchange_keys_secret.get_secret_value())
     return Provisioner(pool, fly, env, image=settings.machine_image, region=settings.fly_region,
-                       token_for=lambda uid: machine_token(secret, uid)), fly
+                       token_for=lambda uid: machine_token(secret, uid), exchange_keys=keys), fly
 
 
 @app.command()

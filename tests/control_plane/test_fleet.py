@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from control_plane.exchange_keys import ExchangeKeyStore
 from control_plane.fleet import FleetService, Reconciler
 from control_plane.fly import FlyClient, FlyNotFound, MachineConfig, RateLimit, RateLimiter, RetryPolicy
 from control_plane.provisioning import MachineEnv, Provisioner, app_name_for
@@ -107,14 +108,16 @@ async def make_replica(engine, db_url, tmp_path):
     opened: list[Replica] = []
 
     async def make(name: str, grace: timedelta = timedelta(hours=1), image: str = IMAGE,
-                   heartbeat_timeout: timedelta | None = None) -> Replica:
+                   heartbeat_timeout: timedelta | None = None, exchange_keys_secret: str | None = None) -> Replica:
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
         transport = Counting(kit.SpecCheckingTransport(spec))
         fly = FlyClient(engine.base_url, TOKEN, APP, transport=transport, rate_limiter=_limiter(),
                         retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05))
         env = MachineEnv(db_url, "http://127.0.0.1:9/analyze-signal", "analysis-token", "ws://127.0.0.1:9",
                          "http://127.0.0.1:9", extra={"OUT_DIR": str(tmp_path)})
-        provisioner = Provisioner(pool, fly, env, image=image, region="local", token_for=lambda u: f"mt-{u}")
+        keys = ExchangeKeyStore(pool, exchange_keys_secret) if exchange_keys_secret else None
+        provisioner = Provisioner(pool, fly, env, image=image, region="local", token_for=lambda u: f"mt-{u}",
+                                  exchange_keys=keys)
         reconciler = Reconciler(pool, fly, provisioner, grace=grace, replica=name, wait_started_s=15,
                                 heartbeat_timeout=heartbeat_timeout, restart_timeout_s=1.0)
         replica = Replica(pool, fly, reconciler, transport)
@@ -387,8 +390,14 @@ async def test_each_subscriber_has_an_app_of_its_own_with_its_secrets_and_the_fl
     from control_plane.fly import FLY_TOML
     from control_plane.provisioning import SECRET_ENV
 
-    r = await make_replica("a")
+    from cryptography.fernet import Fernet
+
+    from control_plane.exchange_keys import CREDENTIALS_ENV, ExchangeCredentials
+
+    secret = Fernet.generate_key().decode()
+    r = await make_replica("a", exchange_keys_secret=secret)
     users = [await _user(r.pool, "a@x"), await _user(r.pool, "b@x", "power")]
+    await ExchangeKeyStore(r.pool, secret).set(users[1], ExchangeCredentials("b-api-key", "b-api-secret"))
     await r.reconciler.reconcile_once()
     fly_toml = tomllib.loads(FLY_TOML.read_text())
     networks = set()
@@ -396,10 +405,12 @@ async def test_each_subscriber_has_an_app_of_its_own_with_its_secrets_and_the_fl
         app = _app(r.fly, user_id)
         shown = await app.get_app()
         networks.add(shown.model_extra.get("network"))
-        assert set(await app.list_secrets()) == set(SECRET_ENV)
+        with_keys = set(CREDENTIALS_ENV) if user_id == users[1] else set()  # b set exchange keys, a did not
+        assert set(await app.list_secrets()) == set(SECRET_ENV) | with_keys
         [machine] = await app.list_machines()
         config = machine.config
-        assert not set(SECRET_ENV) & set(config.env)  # secrets are app secrets, never in the config
+        assert not (set(SECRET_ENV) | set(CREDENTIALS_ENV)) & set(config.env)  # app secrets, never in the config
+        assert not any("b-api" in str(v) for v in config.env.values())
         # What the control plane created matches fly.toml: env, the /health check and its port.
         assert {k: config.env[k] for k in fly_toml["env"]} == fly_toml["env"]
         for name, check in fly_toml["checks"].items():

@@ -36,3 +36,18 @@ def minute_rows(spot_1m: Path, csv_rows: Callable[[Path], list[list[str]]]) -> C
         return csv_rows(spot_1m / symbol / f"{symbol}-1m-{day}.csv.gz")
 
     return rows
+
+
+@pytest.fixture(scope="session")
+def btcusdt_spec(binance_data: Path):
+    """The recorded BTCUSDT entry as the matching engine sees it, with EXPIRE_MAKER as the default
+    self-trade prevention (as the simulator serves it; the recording says NONE)."""
+    import json
+    from dataclasses import replace
+
+    from exchange_sim._filters import SymbolSpec
+    from exchange_sim._matching import STP_MODES
+
+    info = json.loads((binance_data / "exchangeInfo.json").read_text())
+    real = SymbolSpec.from_exchange_info(next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT"))
+    return replace(real, default_stp="EXPIRE_MAKER", allowed_stp=STP_MODES)

@@ -4,7 +4,6 @@ Binance's refusals (leg types, price relation, duplicates, funds, self-trade pre
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from decimal import Decimal as D
 
@@ -12,7 +11,7 @@ import pytest
 
 from exchange_sim._errors import BinanceAPIError
 from exchange_sim._filters import SymbolSpec
-from exchange_sim._matching import STP_MODES, Book, Fees, NewOrder, cancel_order, cross_orders, place_order
+from exchange_sim._matching import Book, Fees, NewOrder, cancel_order, cross_orders, place_order
 from exchange_sim._order_lists import Leg, NewOco, cancel_list, place_oco
 
 FEES = Fees(maker=D("0.001"), taker=D("0.002"))
@@ -21,10 +20,8 @@ LAST = D("50000.00")
 
 
 @pytest.fixture(scope="module")
-def spec(binance_data) -> SymbolSpec:
-    info = json.loads((binance_data / "exchangeInfo.json").read_text())
-    real = SymbolSpec.from_exchange_info(next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT"))
-    return replace(real, default_stp="EXPIRE_MAKER", allowed_stp=STP_MODES)
+def spec(btcusdt_spec) -> SymbolSpec:
+    return btcusdt_spec
 
 
 def sell_oco(b: Book, spec, *, take="51000.00", stop="49000.00", limit="48900.00", qty="0.10000", cid="oco-1",

@@ -3,14 +3,12 @@ after: Binance's order of executionReports, listStatus and outboundAccountPositi
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
 
 from exchange_sim._filters import SymbolSpec
-from exchange_sim._matching import STP_MODES, Book, Fees, NewOrder, cross_orders, place_order
+from exchange_sim._matching import Book, Fees, NewOrder, cross_orders, place_order
 from exchange_sim._order_lists import Leg, NewOco, place_oco
 from exchange_sim._user_events import account_events
 
@@ -20,10 +18,8 @@ LAST = D("50000.00")
 
 
 @pytest.fixture(scope="module")
-def spec(binance_data) -> SymbolSpec:
-    info = json.loads((binance_data / "exchangeInfo.json").read_text())
-    real = SymbolSpec.from_exchange_info(next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT"))
-    return replace(real, default_stp="EXPIRE_MAKER", allowed_stp=STP_MODES)
+def spec(btcusdt_spec) -> SymbolSpec:
+    return btcusdt_spec
 
 
 def oco(b: Book, spec):

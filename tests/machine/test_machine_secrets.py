@@ -1,9 +1,12 @@
-"""A machine holding exchange secrets in its environment: no filter can read them."""
+"""A machine holding exchange secrets in its environment: no filter can read them; the sealed exchange
+credentials are opened in the orchestrator only and never reach a worker, an answer or a log line."""
 
 from __future__ import annotations
 
 import psutil
 import pytest
+
+from control_plane.exchange_keys import ExchangeCredentials, sealed_secrets
 
 from machine_harness import add_trader, wait_for
 
@@ -31,9 +34,10 @@ HUNTERS = {
 
 async def test_no_filter_or_worker_sees_the_machines_secrets(machine_stack):
     make_machine, pool, user_id, sim = machine_stack
-    ids = {name: await add_trader(pool, user_id, name, code.replace("{S}", SECRET), check_interval="1s")
-           for name, code in HUNTERS.items()}
-    machine = make_machine(BINANCE_API_KEY=SECRET, BINANCE_API_SECRET=SECRET)
+    for name, code in HUNTERS.items():
+        await add_trader(pool, user_id, name, code.replace("{S}", SECRET), check_interval="1s")
+    sealed = sealed_secrets(ExchangeCredentials("key-" + SECRET, SECRET))
+    machine = make_machine(BINANCE_API_KEY=SECRET, BINANCE_API_SECRET=SECRET, **sealed)
     await machine.start()
 
     async def ticked() -> bool:
@@ -50,6 +54,8 @@ async def test_no_filter_or_worker_sees_the_machines_secrets(machine_stack):
         with open(f"/proc/{worker.pid}/environ", "rb") as f:
             environ = f.read()
         assert SECRET.encode() not in environ
+        assert not any(value.encode() in environ for value in sealed.values())
+        assert b"EXCHANGE_CREDENTIALS" not in environ
         assert b"DATABASE_URL" not in environ and b"MACHINE_TOKEN" not in environ
         if machine.proc.pid and psutil.Process(machine.proc.pid).uids().real == 0:
             assert worker.uids().real == 65534  # dropped to nobody
@@ -60,7 +66,23 @@ async def test_no_filter_or_worker_sees_the_machines_secrets(machine_stack):
     assert status["import_os"][0] == "error" and "import" in status["import_os"][1].lower()
     assert await pool.fetchval("SELECT count(*) FROM signals WHERE user_id = $1", user_id) == 0
     assert health["sandbox"]["network_isolated"] is True
+    answers = [(await machine.get(path)).text for path in ("/health", "/metrics")]
+    assert not any(SECRET in answer or sealed["EXCHANGE_CREDENTIALS_KEY"] in answer for answer in answers)
     log = machine.log_path.read_text()
-    assert SECRET not in log
+    assert SECRET not in log and not any(value in log for value in sealed.values())
     await machine.post("/shutdown", token=machine.token)
     assert machine.proc.wait(30) == 0
+
+
+async def test_credentials_that_do_not_open_stop_the_machine_with_a_line_that_names_no_value(machine_stack):
+    make_machine, _, _, _ = machine_stack
+    sealed = sealed_secrets(ExchangeCredentials("key-" + SECRET, SECRET))
+    other = sealed_secrets(ExchangeCredentials("key-" + SECRET, SECRET))
+    machine = make_machine(EXCHANGE_CREDENTIALS=sealed["EXCHANGE_CREDENTIALS"],
+                           EXCHANGE_CREDENTIALS_KEY=other["EXCHANGE_CREDENTIALS_KEY"])  # the wrong key
+    with pytest.raises(AssertionError) as err:
+        await machine.start(timeout_s=30)
+    assert "machine exited with 2" in str(err.value)
+    log = machine.log_path.read_text()
+    assert "EXCHANGE_CREDENTIALS: does not open with EXCHANGE_CREDENTIALS_KEY" in log
+    assert SECRET not in log and not any(v in log for v in (*sealed.values(), *other.values()))
