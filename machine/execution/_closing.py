@@ -172,7 +172,7 @@ class _Closing:
             pending = await self._repo.pending_close(p.position.id)
             if pending is None:
                 return None  # closed meanwhile
-            known = await p.executor.query(pending.client_order_id)
+            known = await p.executor.query(pending.client_order_id, pending.symbol)
             if known is not None:
                 return (await self._book([(p, pending, known)]))[0]
             await self._repo.cancel_trade(pending, "closing order unknown to the venue; not sent")

@@ -61,16 +61,17 @@ class Executor(Protocol):
     """Sends one order and returns its fill (paper: simulated; live: Binance).
 
     ``taker_rate``: the commission rate of market orders (it sizes a short's buy-back).
-    ``query`` answers an unknown outcome: the fill of an order sent earlier under
-    that client order id, or None when the venue never saw it (then it may be
-    sent again under a new id; never resent blindly).
+    ``query`` answers an unknown outcome: the fill of an order of ``symbol`` sent
+    earlier under that client order id, or None when the venue never saw it or it
+    ended without a fill (then it may be sent again under a new id; never resent
+    blindly).
     """
 
     taker_rate: Decimal
 
     async def submit(self, order: OrderRequest) -> Fill: ...
 
-    async def query(self, client_order_id: str) -> Fill | None: ...
+    async def query(self, client_order_id: str, symbol: str) -> Fill | None: ...
 
 
 def client_order_id(position_id: UUID, purpose: str, attempt: int = 1) -> str:

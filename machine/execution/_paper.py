@@ -93,7 +93,7 @@ class PaperExecutor:
             self._fills.popitem(last=False)
         return fill
 
-    async def query(self, client_order_id: str) -> Fill | None:
+    async def query(self, client_order_id: str, symbol: str) -> Fill | None:
         """The fill of an order this executor filled (the last 10,000), or None if it never saw it."""
         return self._fills.get(client_order_id)
 

@@ -212,7 +212,7 @@ class ExecutionService(_Closing):
             return None, None
         if trade.status == "filled":
             return trade, None
-        known = await executor.query(trade.client_order_id)
+        known = await executor.query(trade.client_order_id, trade.symbol)
         if known is not None:
             return trade, known
         await self._repo.cancel_trade(trade, "order unknown to the venue; not sent")
