@@ -33,7 +33,7 @@ from machine.accounts import (
     reduce_changes,
 )
 from machine.execution._closing import MANUAL_EXIT, _Closing, fee_in_quote
-from machine.execution._errors import NoPrice, RiskDenied
+from machine.execution._errors import ExecutionError, NoPrice, OutcomeUnknown, RiskDenied
 from machine.execution._fill_rules import market_fill_price
 from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id, step_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
@@ -92,6 +92,7 @@ class ExecutionService(_Closing):
         self._position_locks: dict[UUID, asyncio.Lock] = {}
         self.orders_sent = 0
         self.orders_failed = 0
+        self.orders_unresolved = 0  # unknown outcomes the venue could not tell (intents kept pending)
 
     async def open(
         self,
@@ -173,6 +174,8 @@ class ExecutionService(_Closing):
                 raise RiskDenied(f"a position on {symbol} is already open") from None
         try:
             fill = await executor.submit(OrderRequest(trade.client_order_id, symbol, trade.side, qty))
+        except OutcomeUnknown:
+            fill = await self._resolve_unknown(executor, trade)
         except Exception as exc:
             self.orders_failed += 1
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
@@ -192,6 +195,27 @@ class ExecutionService(_Closing):
                  size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
         self._on_opened(position)
         return position
+
+    async def _resolve_unknown(self, executor: Executor, trade: Any) -> Fill:
+        """An order whose outcome is unknown (``OutcomeUnknown``): its fill, by asking the venue for its
+        client order id; never by sending it again.
+
+        Raises:
+            ExecutionError: the venue does not know it (the intent is cancelled: nothing happened).
+            OutcomeUnknown: the venue could not tell; the intent stays pending for reconciliation.
+        """
+        try:
+            known = await executor.query(trade.client_order_id, trade.symbol)
+        except ExecutionError as exc:
+            self.orders_unresolved += 1
+            log.warning("order_outcome_unresolved", trader_id=str(trade.trader_id), symbol=trade.symbol,
+                        client_order_id=trade.client_order_id, error=str(exc))
+            raise OutcomeUnknown(f"order {trade.client_order_id}: outcome unknown, intent kept pending ({exc})") from None
+        if known is None:
+            self.orders_failed += 1
+            await self._repo.cancel_trade(trade, "order unknown to the venue after an unknown outcome; not sent again")
+            raise ExecutionError(f"order {trade.client_order_id} was not carried out")
+        return known
 
     # ------------------------------------------------------------ changing an open position
     def _position_lock(self, position_id: UUID) -> asyncio.Lock:
