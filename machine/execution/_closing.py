@@ -10,7 +10,9 @@ Per position nothing changes from closing it alone: a position already closed is
 skipped (``None``); a closing intent left ``pending`` by an earlier attempt (its order
 sent, its booking failed) is resolved by asking the executor for its fill by client
 order id (booked when it filled, cancelled when the executor never saw it, and only then
-a new attempt with a new id); an order that fails cancels its intent; and when the
+a new attempt with a new id); an order whose outcome is unknown (``OutcomeUnknown``) is
+resolved the same way at once, its intent kept pending when the venue cannot tell; an
+order that fails otherwise cancels its intent; and when the
 batch's booking fails, each fill is booked on its own so one bad row does not keep the
 others open.
 """
@@ -28,7 +30,7 @@ from uuid import UUID
 import structlog
 
 from machine.accounts import close_fill_changes, close_quantity
-from machine.execution._errors import RiskDenied
+from machine.execution._errors import ExecutionError, OutcomeUnknown, RiskDenied
 from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
 from machine.money import EIGHT_DP
 from machine.persistence import CloseFill, CloseIntent, PositionRecord, TradeRecord
@@ -195,6 +197,12 @@ class _Closing:
             trade = TradeRecord(trade_id, p.position.id, p.position.trader_id, "close", p.intent.side,
                                 p.position.symbol, p.intent.client_order_id, p.intent.quantity, "pending",
                                 p.position.mode)
+            if isinstance(fill, OutcomeUnknown):  # resolved by asking, never by sending again
+                try:
+                    fill = await self._resolve_unknown(p.executor, trade)  # type: ignore[attr-defined]
+                except ExecutionError as exc:  # not carried out (intent cancelled) or still unknown (kept pending)
+                    results[i] = exc
+                    continue
             if isinstance(fill, BaseException):
                 if not isinstance(fill, Exception):
                     raise fill  # cancellation: the intents stay pending, a restart resolves them by asking

@@ -83,3 +83,28 @@ async def test_a_rejection_cancels_the_intent(live_env):
         await service.open(trader, signal, "BTCUSDT", "long", stop_loss=None, take_profit=None)
     assert await pool.fetchval("SELECT status FROM trades WHERE purpose = 'open'") == "cancelled"
     assert sim.accounts.books[KEY].orders == {}
+
+
+async def test_a_close_whose_answer_is_lost_is_booked_from_the_exchange_and_a_pending_one_resolved_later(live_env):
+    pool, sim, trader, service, signal = live_env
+    position = await service.open(trader, signal, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    sim.faults.add(Fault("error_after", target="POST /api/v3/order"))
+    pnl, _ = await service.close(position, "manual")
+    [_, sold] = sim.accounts.trades[KEY]
+    assert sold.side == "SELL" and pnl is not None
+    assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", position.id) == "closed"
+    assert len(sim.accounts.books[KEY].orders) == 2
+
+    signal2 = await SignalRepository(pool).create(trader.id, trader.user_id, "BTCUSDT", sim.now_ms(),
+                                                  sim.accounts.last_price("BTCUSDT", sim.now_ms()))
+    second = await service.open(trader, signal2, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    sim.faults.add(Fault("error_after", target="POST /api/v3/order"))
+    sim.faults.add(Fault("error_after", target="GET /api/v3/order"))
+    with pytest.raises(OutcomeUnknown):
+        await service.close(second, "manual")
+    assert await pool.fetchval("SELECT status FROM trades WHERE position_id = $1 AND purpose = 'close'",
+                               second.id) == "pending"
+    assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", second.id) == "open"
+    await service.close(second, "manual")  # the exchange answers again: the pending close is asked, booked
+    assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", second.id) == "closed"
+    assert len(sim.accounts.books[KEY].orders) == 4  # two opens, two closes: nothing sent twice
