@@ -172,15 +172,7 @@ class ExecutionService(_Closing):
                 raise RiskDenied(str(exc)) from None
             except asyncpg.UniqueViolationError:
                 raise RiskDenied(f"a position on {symbol} is already open") from None
-        try:
-            fill = await executor.submit(OrderRequest(trade.client_order_id, symbol, trade.side, qty))
-        except OutcomeUnknown:
-            fill = await self._resolve_unknown(executor, trade)
-        except Exception as exc:
-            self.orders_failed += 1
-            await self._repo.cancel_trade(trade, f"order failed: {exc}")
-            raise
-        self.orders_sent += 1
+        fill = await self._send(executor, trade, OrderRequest(trade.client_order_id, symbol, trade.side, qty))
         changes, held, locked = open_fill_changes(side, base, quote, fill.price, fill.quantity, fill.fee, reserved)
         default_sl, default_tp = self._default_levels(trader, side, fill.price, rules)
         sl = sl if stop_loss is not None else default_sl
@@ -437,8 +429,12 @@ class ExecutionService(_Closing):
         return executor
 
     async def _send(self, executor: Executor, trade: Any, order: OrderRequest) -> Fill:
+        """Send the order of a written intent: its fill. An unknown outcome is resolved by asking
+        (:meth:`_resolve_unknown`); any other failure cancels the intent and is raised."""
         try:
             fill = await executor.submit(order)
+        except OutcomeUnknown:
+            fill = await self._resolve_unknown(executor, trade)
         except Exception as exc:
             self.orders_failed += 1
             await self._repo.cancel_trade(trade, f"order failed: {exc}")

@@ -108,3 +108,17 @@ async def test_a_close_whose_answer_is_lost_is_booked_from_the_exchange_and_a_pe
     await service.close(second, "manual")  # the exchange answers again: the pending close is asked, booked
     assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", second.id) == "closed"
     assert len(sim.accounts.books[KEY].orders) == 4  # two opens, two closes: nothing sent twice
+
+
+async def test_a_reduce_step_whose_answer_is_lost_is_booked_from_the_exchange(live_env):
+    import uuid
+    from decimal import ROUND_DOWN
+
+    pool, sim, trader, service, signal = live_env
+    position = await service.open(trader, signal, "BTCUSDT", "long", stop_loss=None, take_profit=None)
+    half = (position.size / 2).quantize(D("0.00001"), rounding=ROUND_DOWN)
+    sim.faults.add(Fault("drop_after", target="POST /api/v3/order"))
+    reduced = await service.reduce(position, sequence_id=uuid.uuid4(), step=1, quantity=half)
+    [_, sold] = sim.accounts.trades[KEY]
+    assert (sold.side, sold.qty) == ("SELL", half) and reduced.size == position.size - half
+    assert len(sim.accounts.books[KEY].orders) == 2 and service.orders_sent == 2
