@@ -14,37 +14,20 @@ opens them (``machine.credentials``). No function here logs a key or a secret, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-__all__ = ["CREDENTIALS_ENV", "ExchangeCredentials", "ExchangeKeyError", "ExchangeKeyStore", "sealed_secrets"]
+from machine.credentials import CREDENTIALS_ENV, ExchangeCredentials  # the machine opens what this seals
 
-#: The machine's environment variables carrying its sealed credentials (app secrets).
-CREDENTIALS_ENV = ("EXCHANGE_CREDENTIALS", "EXCHANGE_CREDENTIALS_KEY")
+__all__ = ["CREDENTIALS_ENV", "ExchangeCredentials", "ExchangeKeyError", "ExchangeKeyStore", "sealed_secrets"]
 
 
 class ExchangeKeyError(Exception):
     """The keys cannot be stored or read: no or a malformed EXCHANGE_KEYS_SECRET, a token no
     configured key opens, an empty key or secret. The message never holds a key or a secret."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeCredentials:
-    """A Binance API key and secret (HMAC-SHA256); ``repr`` shows the key's last four characters only."""
-
-    api_key: str = field(repr=False)
-    api_secret: str = field(repr=False)
-
-    @property
-    def hint(self) -> str:
-        return self.api_key[-4:]
-
-    def __repr__(self) -> str:
-        return f"ExchangeCredentials(api_key='…{self.hint}', api_secret='***')"
 
 
 def _cipher(secret: str | None) -> MultiFernet:
@@ -127,4 +110,4 @@ def sealed_secrets(credentials: ExchangeCredentials) -> dict[str, str]:
     and the credentials sealed under it."""
     key = Fernet.generate_key()
     token = Fernet(key).encrypt(orjson.dumps({"api_key": credentials.api_key, "api_secret": credentials.api_secret}))
-    return {"EXCHANGE_CREDENTIALS": token.decode(), "EXCHANGE_CREDENTIALS_KEY": key.decode()}
+    return dict(zip(CREDENTIALS_ENV, (token.decode(), key.decode()), strict=True))

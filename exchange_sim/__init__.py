@@ -7,7 +7,7 @@ replay clock, with spot accounts, faults and a log for tests; see README.md.
 
 from ._errors import BinanceAPIError, ExchangeSimError, ReplayDataError, StreamNameError
 from ._faults import Fault
-from ._matching import Fees
+from ._book import Fees
 from ._signing import ApiKey
 from ._server import DEFAULT_START_MS, Simulator
 from ._thread import SimulatorThread

@@ -23,7 +23,8 @@ from typing import Any
 from ._candles import partial_row
 from ._errors import BinanceAPIError
 from ._history import MarketHistory
-from ._matching import Book, Fees, NewOrder, Order, Placed, Trade, cancel_order, cross_orders, place_order
+from ._book import Book, Fees, NewOrder, Order, Placed, Trade
+from ._matching import cancel_order, cross_orders, place_order
 from ._order_count import OrderLimit, UnfilledOrderCount
 from ._order_lists import NewOco, PlacedList, cancel_list, place_oco
 from ._exchange_log import ExchangeLog

@@ -19,7 +19,7 @@ import structlog
 
 from ._errors import ExchangeSimError
 from ._intervals import parse_time
-from ._matching import Fees
+from ._book import Fees
 from ._server import Simulator
 from ._signing import ApiKey
 

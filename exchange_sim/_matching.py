@@ -52,154 +52,17 @@ times in ms since the Unix epoch (UTC).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
+from ._book import ORDER_TYPES, STOPS, STP_MODES, Book, Fees, NewOrder, Order, OrderList, Placed, Trade
 from ._errors import BinanceAPIError
 from ._filters import SymbolSpec, check_open_orders, check_order_filters
 
-__all__ = [
-    "Book", "Fees", "NewOrder", "Order", "OrderList", "Placed", "Trade", "cancel_order", "cross_orders", "place_leg",
-    "place_order",
-]  # fmt: skip
+__all__ = ["cancel_order", "cross_orders", "place_leg", "place_order"]
 
-ORDER_TYPES = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                         "TAKE_PROFIT_LIMIT"})
-_STOPS = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
-STP_MODES = frozenset({"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"})
-_ZERO = Decimal(0)
 _INSUFFICIENT = "Account has insufficient balance for requested action."
-
-
-@dataclass(frozen=True, slots=True)
-class Fees:
-    """Commission rates (fractions: 0.001 is 0.1 %)."""
-
-    maker: Decimal = Decimal("0.001")
-    taker: Decimal = Decimal("0.001")
-
-
-@dataclass(frozen=True, slots=True)
-class NewOrder:
-    """A new order's parameters as Binance names them (``quantity`` or, for a MARKET,
-    ``quote_order_qty``; ``price`` for limit types; ``stop_price`` for stop types)."""
-
-    symbol: str
-    side: str
-    type: str
-    client_order_id: str
-    quantity: Decimal | None = None
-    quote_order_qty: Decimal | None = None
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
-    time_in_force: str | None = None
-    stp_mode: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    """An order as ``GET /api/v3/order`` shows it (``status``: NEW, FILLED, CANCELED, EXPIRED,
-    EXPIRED_IN_MATCH)."""
-
-    order_id: int
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str | None
-    price: Decimal
-    orig_qty: Decimal
-    stop_price: Decimal
-    status: str
-    time: int
-    update_time: int
-    executed_qty: Decimal = _ZERO
-    cummulative_quote_qty: Decimal = _ZERO
-    triggered: bool = False
-    locked_asset: str = ""
-    locked: Decimal = _ZERO
-    working_time: int = -1
-    stp_mode: str = "NONE"
-    order_list_id: int = -1
-    prevented_match_id: int | None = None
-    prevented_quantity: Decimal = _ZERO
-
-    @property
-    def in_book(self) -> bool:
-        """Open and resting at its limit price (not an untriggered stop)."""
-        return self.is_open and (self.type in ("LIMIT", "LIMIT_MAKER") or (self.type in _STOPS and self.triggered
-                                                                           and self.type.endswith("_LIMIT")))
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
-
-
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One fill (``GET /api/v3/myTrades``); ``commission`` in ``commission_asset``."""
-
-    trade_id: int
-    order_id: int
-    symbol: str
-    side: str
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time: int
-    is_maker: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OrderList:
-    """An OCO order list (``GET /api/v3/orderList``): ``status`` EXECUTING or ALL_DONE (Binance's
-    ``listOrderStatus``; ``listStatusType`` is EXEC_STARTED or ALL_DONE with it), its legs' order ids
-    in placement order. The first leg holds the funds the list locks."""
-
-    list_id: int
-    list_client_order_id: str
-    symbol: str
-    order_ids: tuple[int, ...]
-    transaction_time: int
-    status: str = "EXECUTING"
-    contingency: str = "OCO"
-
-    @property
-    def status_type(self) -> str:
-        return "EXEC_STARTED" if self.status == "EXECUTING" else "ALL_DONE"
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    """One account: balances (asset -> (free, locked)), its orders and order lists by id, id counters."""
-
-    balances: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
-    orders: Mapping[int, Order] = field(default_factory=dict)
-    next_order_id: int = 1
-    next_trade_id: int = 1
-    next_prevented_match_id: int = 1
-    lists: Mapping[int, OrderList] = field(default_factory=dict)
-    next_order_list_id: int = 1
-
-    def free(self, asset: str) -> Decimal:
-        return self.balances.get(asset, (_ZERO, _ZERO))[0]
-
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """The book after an order, the order as it stands, the fills it made and the account's
-    resting orders self-trade prevention expired."""
-
-    book: Book
-    order: Order
-    trades: tuple[Trade, ...] = ()
-    expired: tuple[Order, ...] = ()
+_ZERO = Decimal(0)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -353,8 +216,8 @@ def place_leg(
     if any(o.client_order_id == order.client_order_id for o in book.open_orders()):
         raise BinanceAPIError(-2010, "Duplicate order sent.")
     open_here = book.open_orders(order.symbol)
-    check_open_orders(spec, open_orders=len(open_here), open_algo=sum(o.type in _STOPS for o in open_here),
-                      algo=order.type in _STOPS)
+    check_open_orders(spec, open_orders=len(open_here), open_algo=sum(o.type in STOPS for o in open_here),
+                      algo=order.type in STOPS)
     tick = spec.tick_size
     quantity = order.quantity
     if order.type == "MARKET" and quantity is None:
@@ -369,7 +232,7 @@ def place_leg(
                         price=order.price, stop_price=order.stop_price, avg_price=avg_price)
     if order.type == "LIMIT_MAKER" and _marketable(order.side, order.price, last):  # type: ignore[arg-type]
         raise BinanceAPIError(-2010, "Order would immediately match and take.")
-    if order.type in _STOPS and _stop_hit(order.type, order.side, order.stop_price, last, last):  # type: ignore[arg-type]
+    if order.type in STOPS and _stop_hit(order.type, order.side, order.stop_price, last, last):  # type: ignore[arg-type]
         raise BinanceAPIError(-2010, "Order would trigger immediately.")
 
     balances = dict(book.balances)
@@ -389,7 +252,7 @@ def place_leg(
     placed = Order(book.next_order_id, order.client_order_id, order.symbol, order.side, order.type,
                    order.time_in_force, order.price or _ZERO, quantity, order.stop_price or _ZERO, "NEW", now_ms,
                    now_ms, locked_asset=lock_asset, locked=lock_amount,
-                   working_time=-1 if order.type in _STOPS else now_ms, stp_mode=mode, order_list_id=order_list_id)
+                   working_time=-1 if order.type in STOPS else now_ms, stp_mode=mode, order_list_id=order_list_id)
     trades: tuple[Trade, ...] = ()
     next_trade = book.next_trade_id
     orders = dict(book.orders)
@@ -472,7 +335,7 @@ def cross_orders(
         current = orders[order.order_id]
         if not current.is_open:  # the other leg of its list ended it in this update
             continue
-        if current.type in _STOPS and not current.triggered:
+        if current.type in STOPS and not current.triggered:
             if not _stop_hit(current.type, current.side, current.stop_price, low, high):
                 continue
             current = replace(current, triggered=True, working_time=now_ms, update_time=now_ms)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
-from ._matching import Order
+from ._book import Order
 from ._order_lists import Leg, NewOco, PlacedList
 from ._params import decimal_param
 from ._wire import cancel_json, generated_id, list_json, order_result, response_type

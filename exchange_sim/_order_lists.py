@@ -24,7 +24,8 @@ from decimal import Decimal
 
 from ._errors import BinanceAPIError
 from ._filters import SymbolSpec
-from ._matching import Book, Fees, NewOrder, Order, OrderList, cancel_order, place_leg
+from ._book import Book, Fees, NewOrder, Order, OrderList
+from ._matching import cancel_order, place_leg
 
 __all__ = ["Leg", "NewOco", "PlacedList", "cancel_list", "place_oco"]
 

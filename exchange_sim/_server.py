@@ -19,7 +19,7 @@ from ._exchange_info import ExchangeInfo, find_exchange_info
 from ._files import ReplayIndex
 from ._filters import SymbolSpec
 from ._order_count import OrderLimit
-from ._matching import Fees
+from ._book import Fees
 from ._history import MarketHistory
 from ._intervals import DAY_MS, format_time, parse_time
 from ._replay import ReplayClock, Replayer

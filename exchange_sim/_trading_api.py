@@ -32,7 +32,7 @@ from aiohttp import web
 from ._accounts import Accounts
 from ._errors import BinanceAPIError
 from ._faults import Fault
-from ._matching import NewOrder, Order
+from ._book import NewOrder, Order
 from ._order_list_api import OrderListApi
 from ._params import decimal_param
 from ._wire import cancel_json, generated_id, n, order_json, order_result, response_type, trade_json
@@ -71,7 +71,7 @@ class TradingApi:
     WEIGHTS = {"cancel_replace": 1, "new_order": 1, "test_order": 1, "query_order": 4, "cancel": 1, "all_orders": 20,
                 "my_trades": 20, "account": 20, "rate_limit_order": 40, "order_list": 4, "all_order_lists": 20,
                 "open_order_lists": 6}
-    _PLACING = frozenset({"new_order", "cancel_replace", "new_oco", "new_oco_legacy"})
+    PLACING = frozenset({"new_order", "cancel_replace", "new_oco", "new_oco_legacy"})
     FREE_WHEN_DONE = frozenset({"new_order", "cancel", "new_oco", "new_oco_legacy", "cancel_list"})
 
     def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any) -> None:
@@ -102,6 +102,13 @@ class TradingApi:
             web.route("*", "/api/v3/userDataStream", self.listen_key_retired),
         ]
 
+    @classmethod
+    def weight(cls, name: str, params: dict[str, str]) -> int:
+        """The request weight of handler ``name`` (module doc; open orders: 6 for a symbol, 80 for all)."""
+        if name == "open_orders":
+            return 6 if params.get("symbol") else 80
+        return cls.WEIGHTS.get(name, 1)
+
     def run(self, name: str, account: str, params: dict[str, str], now: int, *, via: str, target: str
             ) -> Outcome:
         """Carry out one authenticated trading request under the faults in force (``_faults``) and
@@ -127,7 +134,7 @@ class TradingApi:
             "code": body.get("code") if status != 200 and isinstance(body, dict) else None,
             "fault": fault.kind if fault is not None else None})
         headers: dict[str, str] = {}
-        if name in self._PLACING and status == 200:
+        if name in self.PLACING and status == 200:
             headers = self._accounts.order_count.headers(account)
         if fault is not None and fault.kind == "rate_limit":
             headers["Retry-After"] = str(fault.retry_after)
@@ -142,7 +149,7 @@ class TradingApi:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self._now()
-            weight = self.WEIGHTS.get(name, 1)
+            weight = self.WEIGHTS.get(name, 1)  # before the parameters are known
             outcome = None
             try:
                 body = (await request.read()).decode() if request.can_read_body else ""
@@ -151,8 +158,7 @@ class TradingApi:
             except BinanceAPIError as exc:
                 status, answer, headers = exc.status, {"code": exc.code, "msg": exc.msg}, {}
             else:
-                if name == "open_orders":
-                    weight = 6 if params.get("symbol") else 80
+                weight = self.weight(name, params)
                 target = f"{request.method} {request.path}"
                 outcome = self.run(name, key.account, params, now, via="rest", target=target)
                 status, answer, headers = outcome.status, outcome.body, outcome.headers

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from ._matching import Book, Order, OrderList, Trade
+from ._book import Book, Order, OrderList, Trade
 from ._wire import n
 
 __all__ = ["account_events", "balance_update", "execution_report", "stream_terminated"]
@@ -51,8 +51,7 @@ def execution_report(order: Order, now: int, execution: str, *, trade: Trade | N
         "L": n(trade.price if trade else _ZERO), "n": n(trade.commission if trade else _ZERO),
         "N": trade.commission_asset if trade else None, "T": trade.time if trade else now,
         "t": trade.trade_id if trade else -1, "I": order.order_id * 2 + (trade is not None),
-        "w": order.is_open and (order.type not in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                                                   "TAKE_PROFIT_LIMIT") or order.triggered),
+        "w": order.is_open and order.working_time >= 0,  # on the book (a stop once triggered)
         "m": trade.is_maker if trade else False, "M": False, "O": order.time, "Z": n(cumulative_quote),
         "Y": n(trade.quote_qty if trade else _ZERO), "Q": n(_ZERO), "W": order.working_time,
         "V": order.stp_mode,

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._errors import BinanceAPIError
-from ._matching import Order, OrderList, Trade
+from ._book import Order, OrderList, Trade
 
 __all__ = ["cancel_json", "fill_json", "generated_id", "list_json", "n", "order_json", "order_result",
            "response_type", "trade_json"]

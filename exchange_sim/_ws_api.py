@@ -57,7 +57,6 @@ _SIGNED = {
     "orderList.place.oco": "new_oco", "orderList.status": "order_list", "orderList.cancel": "cancel_list",
     "openOrderLists.status": "open_order_lists",
 }  # fmt: skip
-_PLACING = frozenset({"new_order", "cancel_replace", "new_oco"})
 
 
 def _text(value: Any) -> str:
@@ -129,11 +128,6 @@ class WebSocketApi:
         self._weight_limit = weight_limit
         self.sessions: set[_Session] = set()
         self.malformed = 0
-        handlers: dict[str, Callable[[str, dict[str, str], int], object]] = {
-            name: getattr(trading, name) for name in _SIGNED.values() if hasattr(trading, name)}
-        handlers.update({name: getattr(trading.lists, name) for name in ("new_oco", "order_list", "cancel_list",
-                                                                          "open_order_lists")})
-        self._handlers = handlers
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0)
@@ -189,9 +183,7 @@ class WebSocketApi:
                                              "malformed.")
             name = _SIGNED.get(method)
             if name is not None:
-                weight = TradingApi.WEIGHTS.get(name, 1)
-                if name == "open_orders":
-                    weight = 6 if params.get("symbol") else 80
+                weight = TradingApi.weight(name, params)
                 key = self._authenticate(session, params, now)
                 call = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
                 outcome = self._trading.run(name, key.account, call, now, via="ws-api", target=method)
@@ -201,7 +193,7 @@ class WebSocketApi:
                 result = outcome.body
                 if name in TradingApi.FREE_WHEN_DONE:
                     weight = 0  # successful order placement and cancels weigh nothing (2026-03-27)
-                if name in _PLACING:
+                if name in TradingApi.PLACING:
                     orders_for = key.account
             else:
                 result = self._session_method(session, method, params, now)

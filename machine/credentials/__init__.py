@@ -35,8 +35,13 @@ class ExchangeCredentials:
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
 
+    @property
+    def hint(self) -> str:
+        """The API key's last four characters (for display)."""
+        return self.api_key[-4:]
+
     def __repr__(self) -> str:
-        return f"ExchangeCredentials(api_key='…{self.api_key[-4:]}', api_secret='***')"
+        return f"ExchangeCredentials(api_key='…{self.hint}', api_secret='***')"
 
 
 def open_credentials(environ: MutableMapping[str, str] | None = None) -> ExchangeCredentials | None:

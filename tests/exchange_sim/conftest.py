@@ -46,7 +46,7 @@ def btcusdt_spec(binance_data: Path):
     from dataclasses import replace
 
     from exchange_sim._filters import SymbolSpec
-    from exchange_sim._matching import STP_MODES
+    from exchange_sim._book import STP_MODES
 
     info = json.loads((binance_data / "exchangeInfo.json").read_text())
     real = SymbolSpec.from_exchange_info(next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT"))

@@ -6,6 +6,8 @@ events come late when told; a user stream is terminated or cut; the admin endpoi
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from decimal import Decimal as D
 from pathlib import Path
@@ -18,7 +20,7 @@ from binance import AsyncClient, BinanceSocketManager
 from binance.exceptions import BinanceAPIException
 
 from exchange_sim import ApiKey, Fault, Fees, Simulator
-from exchange_sim._matching import NewOrder
+from exchange_sim._book import NewOrder
 
 KEY, SECRET = "sim-key-alice", "sim-secret-alice-0123456789"
 WINDOW = MappingProxyType({"recvWindow": 60000})  # read-only: python-binance writes into a data= dict
@@ -48,6 +50,13 @@ async def sim_client(binance_data: Path):
     finally:
         await client.close_connection()
         await sim.stop()
+
+
+def ws_signed(sim: Simulator, **params) -> dict:
+    """WebSocket API parameters signed with Alice's HMAC key (every parameter sorted by name)."""
+    params = {**params, "apiKey": KEY, "recvWindow": 60000, "timestamp": sim.now_ms()}
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return {**params, "signature": hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()}
 
 
 async def status_of(client: AsyncClient, client_order_id: str) -> str:
@@ -96,8 +105,6 @@ async def test_a_rejection_and_a_429_place_nothing_and_the_429_says_when_to_retr
     async with aiohttp.ClientSession() as http:
         async with http.get(sim.rest_url + "/api/v3/time") as response:
             now = (await response.json())["serverTime"]
-        import hashlib
-        import hmac
         query = f"symbol=BTCUSDT&recvWindow=60000&timestamp={now}"
         signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
         async with http.get(f"{sim.rest_url}/api/v3/openOrders?{query}&signature={signature}",
@@ -129,20 +136,11 @@ async def test_user_streams_are_terminated_cut_and_delayed_on_demand(sim_client)
         async with asyncio.timeout(10):
             assert (await stream.recv())["e"] == "eventStreamTerminated"
     async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_api_url) as ws:
-        now = sim.now_ms()
-        import hashlib
-        import hmac
-        params = {"apiKey": KEY, "recvWindow": 60000, "timestamp": now}
-        payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        params["signature"] = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
         await ws.send_str(orjson.dumps({"id": 1, "method": "userDataStream.subscribe.signature",
-                                        "params": params}).decode())
+                                        "params": ws_signed(sim)}).decode())
         assert orjson.loads((await ws.receive()).data)["result"] == {"subscriptionId": 0}
         sim.faults.event_delay = 0.3  # the answer to the next order overtakes its events
-        order = {"apiKey": KEY, "recvWindow": 60000, "timestamp": sim.now_ms(), **BUY}
-        payload = "&".join(f"{k}={v}" for k, v in sorted(order.items()))
-        order["signature"] = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        await ws.send_str(orjson.dumps({"id": 2, "method": "order.place", "params": order}).decode())
+        await ws.send_str(orjson.dumps({"id": 2, "method": "order.place", "params": ws_signed(sim, **BUY)}).decode())
         frames = [orjson.loads((await ws.receive(timeout=10)).data) for _ in range(4)]
         assert frames[0]["id"] == 2 and [f["event"]["e"] for f in frames[1:]] == [
             "executionReport", "executionReport", "outboundAccountPosition"]
@@ -208,15 +206,7 @@ async def test_the_admin_endpoints_set_faults_read_the_log_and_refuse_bad_input(
 
 
 async def test_websocket_api_faults_hit_by_method_and_an_unanswered_order_is_still_placed(sim_client):
-    import hashlib
-    import hmac
-
     sim, _ = sim_client
-
-    def signed(**params) -> dict:
-        params = {**params, "apiKey": KEY, "recvWindow": 60000, "timestamp": sim.now_ms()}
-        payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        return {**params, "signature": hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()}
 
     sim.faults.add(Fault("drop_after", target="order.place"))
     sim.faults.add(Fault("error_after", target="order.place", status=500))
@@ -227,7 +217,7 @@ async def test_websocket_api_faults_hit_by_method_and_an_unanswered_order_is_sti
                                               ("order.place", {**BUY, "newClientOrderId": "ws-500"}),
                                               ("account.status", {})]):
             await ws.send_str(orjson.dumps({"id": n, "method": method,
-                                            "params": signed(**params) if params or method != "ping" else {}
+                                            "params": ws_signed(sim, **params) if params or method != "ping" else {}
                                             }).decode())
         answers = {}
         async with asyncio.timeout(10):

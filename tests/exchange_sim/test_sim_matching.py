@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from exchange_sim._errors import BinanceAPIError
 from exchange_sim._filters import SymbolSpec
 from exchange_sim._order_lists import Leg, NewOco, place_oco
-from exchange_sim._matching import (ORDER_TYPES, STP_MODES, Book, Fees, NewOrder, cancel_order, cross_orders,
-                                    place_order)
+from exchange_sim._book import ORDER_TYPES, STP_MODES, Book, Fees, NewOrder
+from exchange_sim._matching import cancel_order, cross_orders, place_order
 
 FEES = Fees(maker=D("0.001"), taker=D("0.002"))
 T = 1_620_000_000_000

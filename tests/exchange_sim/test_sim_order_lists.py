@@ -11,7 +11,8 @@ import pytest
 
 from exchange_sim._errors import BinanceAPIError
 from exchange_sim._filters import SymbolSpec
-from exchange_sim._matching import Book, Fees, NewOrder, cancel_order, cross_orders, place_order
+from exchange_sim._book import Book, Fees, NewOrder
+from exchange_sim._matching import cancel_order, cross_orders, place_order
 from exchange_sim._order_lists import Leg, NewOco, cancel_list, place_oco
 
 FEES = Fees(maker=D("0.001"), taker=D("0.002"))

@@ -5,6 +5,7 @@ the replay reaches them, and every refusal carries Binance's code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal as D
 from pathlib import Path
@@ -15,7 +16,7 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException
 
 from exchange_sim import Simulator
-from exchange_sim._matching import Fees
+from exchange_sim._book import Fees
 from exchange_sim._signing import ApiKey
 
 KEY, SECRET = "sim-key-alice", "sim-secret-alice-0123456789"
@@ -29,11 +30,9 @@ async def synced(client: AsyncClient) -> AsyncClient:
     return client
 
 
-@pytest.fixture
-async def sim_client(binance_data: Path):
-    sim = Simulator(binance_data, speed=60, symbols=["BTCUSDT", "ETHUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
-                    balances={"USDT": D("10000"), "BTC": D("0.5")}, fees=Fees(D("0.001"), D("0.001")),
-                    slippage_bps=D(5))
+@contextlib.asynccontextmanager
+async def trading(sim: Simulator):
+    """``sim`` started, with python-binance's AsyncClient on Alice's key pointed at it."""
     await sim.start()
     client = AsyncClient(api_key=KEY, api_secret=SECRET)
     client.API_URL = sim.rest_url + "/api"
@@ -42,6 +41,14 @@ async def sim_client(binance_data: Path):
     finally:
         await client.close_connection()
         await sim.stop()
+
+
+@pytest.fixture
+async def sim_client(binance_data: Path):
+    async with trading(Simulator(binance_data, speed=60, symbols=["BTCUSDT", "ETHUSDT"],
+                                 accounts=[ApiKey.hmac(KEY, SECRET)], balances={"USDT": D("10000"), "BTC": D("0.5")},
+                                 fees=Fees(D("0.001"), D("0.001")), slippage_bps=D(5))) as pair:
+        yield pair
 
 
 def balances(account: dict) -> dict[str, tuple[D, D]]:
@@ -235,7 +242,7 @@ async def test_a_test_order_places_nothing_but_keeps_the_fills_of_resting_orders
     """``/order/test`` used to match on the live books and then restore them: a resting order the
     prices had reached in between was filled and then lost (its prices counted as seen)."""
     from exchange_sim._errors import BinanceAPIError
-    from exchange_sim._matching import NewOrder
+    from exchange_sim._book import NewOrder
 
     async with Simulator(binance_data, speed=1e-9, symbols=["BTCUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
                          balances={"USDT": D(10000), "BTC": D(1)}) as sim:
@@ -349,16 +356,9 @@ async def all_types_client(binance_data: Path, tmp_path: Path):
             entry["orderTypes"] = [*entry["orderTypes"], "STOP_LOSS", "TAKE_PROFIT"]
     path = tmp_path / "exchangeInfo.json"
     path.write_text(json.dumps(info))
-    sim = Simulator(binance_data, speed=60, symbols=["BTCUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
-                    balances={"USDT": D("10000"), "BTC": D("0.5")}, exchange_info_path=path)
-    await sim.start()
-    client = AsyncClient(api_key=KEY, api_secret=SECRET)
-    client.API_URL = sim.rest_url + "/api"
-    try:
-        yield sim, client
-    finally:
-        await client.close_connection()
-        await sim.stop()
+    async with trading(Simulator(binance_data, speed=60, symbols=["BTCUSDT"], accounts=[ApiKey.hmac(KEY, SECRET)],
+                                 balances={"USDT": D("10000"), "BTC": D("0.5")}, exchange_info_path=path)) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(("kind", "side", "price", "stop"), [

@@ -8,7 +8,8 @@ from decimal import Decimal as D
 import pytest
 
 from exchange_sim._filters import SymbolSpec
-from exchange_sim._matching import Book, Fees, NewOrder, cross_orders, place_order
+from exchange_sim._book import Book, Fees, NewOrder
+from exchange_sim._matching import cross_orders, place_order
 from exchange_sim._order_lists import Leg, NewOco, place_oco
 from exchange_sim._user_events import account_events
 

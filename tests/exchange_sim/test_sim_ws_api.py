@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange_sim import Simulator
-from exchange_sim._matching import Fees
+from exchange_sim._book import Fees
 from exchange_sim._signing import ApiKey
 
 KEY, SECRET = "sim-key-alice", "sim-secret-alice-0123456789"
