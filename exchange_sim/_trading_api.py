@@ -302,8 +302,9 @@ class TradingApi:
         symbol = self._symbol(params)
         self._accounts.cross_due(symbol, now)
         from_id = int(params["fromId"]) if params.get("fromId", "").isdigit() else None
+        order_id = int(params["orderId"]) if params.get("orderId", "").isdigit() else None
         trades = [t for t in self._accounts.trades[account] if t.symbol == symbol
-                  and (from_id is None or t.trade_id >= from_id)]
+                  and (from_id is None or t.trade_id >= from_id) and (order_id is None or t.order_id == order_id)]
         orders = self._accounts.books[account].orders
         return [trade_json(t, orders[t.order_id].order_list_id) for t in trades]
 

@@ -1,7 +1,8 @@
 """The machine's orchestrator: wires market data, store, timers, screener,
 sandbox, signal pipeline, execution, position monitor, persistence and HTTP.
 
-Start order: database (schema gate) -> exchange symbols -> store -> traders
+Start order: database (schema gate) -> exchange symbols -> live account (when the
+subscriber's keys were delivered: ``machine.venue``) -> store -> traders
 (compiled in the sandbox; broken ones go to ``error``) -> market feed (stream,
 then REST backfill) -> recovery of open positions and watched signals ->
 timers, position monitor, heartbeat, HTTP. Shutdown reverses it.
@@ -26,7 +27,7 @@ from machine.accounts import equity
 from machine.analysis import AnalysisClient
 from machine.control import ControlService
 from machine.credentials import ExchangeCredentials
-from machine.execution import CloseRequest, ExecutionService, PaperExecutor, SymbolRules, Trigger
+from machine.execution import CloseRequest, ExecutionError, ExecutionService, PaperExecutor, SymbolRules, Trigger
 from machine.heartbeat import Heartbeat
 from machine.http import MetricsSnapshot, create_app, rss_mb
 from machine.latency import LatencyBook, TickTiming
@@ -52,6 +53,7 @@ from machine.signals import SignalPipeline
 from machine.store import MarketStore
 from machine.timers import INTERVAL_MS, Schedule, ScheduleError, Timers, intervals_needed, parse_schedule
 from machine.traders import TraderConfig
+from machine.venue import LiveVenue, VenueUnavailable
 from sandbox import FilterRejected, SandboxPool
 
 __all__ = ["Machine"]
@@ -107,6 +109,7 @@ class Machine:
         self._rest = BinanceRest(s.binance_rest_url)
         infos = await self._rest.exchange_symbols(s.quote_asset)
         self._rules = {i.symbol: SymbolRules.from_info(i) for i in infos}
+        await self._open_venue()
         self.store = MarketStore([i.symbol for i in infos], limit=s.kline_limit)
         self.timers = Timers(close_grace_s=s.close_grace_s)
         self.latency = LatencyBook()
@@ -140,7 +143,7 @@ class Machine:
         self.execution = ExecutionService(
             user_id=self.user_id,
             repo=self._trading_repo,
-            executors={"paper": self._paper},
+            executors={"paper": self._paper, **({"live": self.venue.executor} if self.venue else {})},
             rules=self._rules.get,
             last_price=self.store.last_price,
             quote_asset=s.quote_asset,
@@ -149,6 +152,7 @@ class Machine:
             on_closed=self._on_position_closed,
             avg_price=self._avg_price,
             gate=self.risk.check,
+            live_balances=self._live_balances,
         )
         self.sequences = SequenceEngine(
             user_id=self.user_id, sequences=SequenceRepository(self._pool), trading=self._trading_repo,
@@ -208,6 +212,8 @@ class Machine:
         watching = len(await self._signal_repo.watching(self.user_id))
         await self.sandbox.stop()
         await self._rest.close()
+        if self.venue is not None:
+            await self.venue.close()
         await self.analysis.aclose()
         await self._pool.close()
         self.store.close()
@@ -241,8 +247,8 @@ class Machine:
         bad = [tf for tf in trader.timeframes if tf not in INTERVAL_MS]
         if bad:
             raise ScheduleError(f"unknown timeframe(s) {', '.join(bad)}")
-        if trader.mode != "paper":
-            raise ScheduleError("live mode is not enabled on this machine yet; set mode to 'paper'")
+        if trader.mode == "live" and self.venue is None:
+            raise ScheduleError(self._no_venue)
         if not self._symbols_for(trader):
             raise ScheduleError(f"none of the symbols {list(trader.symbols or [])} is a TRADING {self.settings.quote_asset} symbol")
         return check, reanalysis
@@ -266,10 +272,19 @@ class Machine:
         symbols = [(s, self.store.slot(s)) for s in self._symbols_for(trader)]
         rt = TraderRuntime(config=trader, symbols=symbols, filter_id=filter_id)
         self._traders[trader.id] = _Loaded(rt, check, reanalysis)
-        await self._trading_repo.ensure_account(trader.id, self.user_id, self.settings.paper_start_balance,
-                                                self.settings.quote_asset)
-        await self._trading_repo.set_fill_assumptions(trader.id, self.settings.paper_fee_rate,
-                                                      self.settings.paper_maker_fee_rate, self.settings.paper_slippage_bps)
+        if trader.mode == "live":
+            assert self.venue is not None
+            # a live trader's books start at the account's free quote (its fills never move the ledger)
+            start = self.venue.free(self.settings.quote_asset) or self.settings.paper_start_balance
+            await self._trading_repo.ensure_account(trader.id, self.user_id, start, self.settings.quote_asset)
+            await self._trading_repo.set_fill_assumptions(trader.id, self.venue.taker_rate, self.venue.maker_rate,
+                                                          Decimal(0))
+        else:
+            await self._trading_repo.ensure_account(trader.id, self.user_id, self.settings.paper_start_balance,
+                                                    self.settings.quote_asset)
+            await self._trading_repo.set_fill_assumptions(trader.id, self.settings.paper_fee_rate,
+                                                          self.settings.paper_maker_fee_rate,
+                                                          self.settings.paper_slippage_bps)
         self._schedule(rt, check, reanalysis)
         tlog.info("trader_loaded", symbols=len(symbols), check_interval=trader.check_interval)
         return True
@@ -351,7 +366,8 @@ class Machine:
 
     def _market_view(self, symbol: str, mode: str) -> MarketView:
         """What the order sequence planner sees of a symbol (``machine.sequences.plan``)."""
-        return MarketView(self.store.last_price(symbol), self._rules.get(symbol), self._paper.taker_rate)
+        taker = self.venue.taker_rate if mode == "live" and self.venue is not None else self._paper.taker_rate
+        return MarketView(self.store.last_price(symbol), self._rules.get(symbol), taker)
 
     def _trader_config(self, trader_id: UUID) -> TraderConfig | None:
         loaded = self._traders.get(trader_id)
@@ -370,8 +386,12 @@ class Machine:
         return [loaded.runtime.config for loaded in self._traders.values()]
 
     async def _trader_equity(self, trader_id: UUID) -> Decimal:
-        """The trader's paper account value at last prices (quote asset); its start balance before any fill."""
+        """The trader's account value at last prices (quote asset): its paper ledger, its start balance
+        before any fill; a live trader's is the exchange account's (last snapshot)."""
         quote = self.settings.quote_asset
+        config = self._trader_config(trader_id)
+        if config is not None and config.mode == "live" and self.venue is not None and self.venue.balances:
+            return equity(self.venue.balances, quote, lambda asset: self.store.last_price(asset + quote))
         balances = await self._trading_repo.balances(trader_id)
         if not balances:
             return await self._start_capital(trader_id)
@@ -381,16 +401,63 @@ class Machine:
         account = await self._trading_repo.account(trader_id)
         return account["start_balance"] if account is not None else self.settings.paper_start_balance
 
+    async def _live_balances(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """The exchange account's balances, asked now (``GET /api/v3/account``)."""
+        assert self.venue is not None
+        await self.venue.refresh()
+        return self.venue.balances
+
+    async def _open_venue(self) -> None:
+        """The live account when keys were delivered; otherwise (or when the exchange refuses them)
+        live traders go to ``error`` with the reason and paper ones run."""
+        self.venue: LiveVenue | None = None
+        self._no_venue = ("live mode needs the subscriber's exchange API keys (control-plane users set-keys); "
+                          "none were delivered to this machine")
+        if self.credentials is None:
+            return
+        s = self.settings
+        venue = LiveVenue(self.credentials, s.binance_rest_url, recv_window_ms=s.live_recv_window_ms,
+                          timeout_s=s.live_timeout_s)
+        try:
+            await venue.start()
+        except VenueUnavailable as exc:
+            await venue.close()
+            self._no_venue = str(exc)
+            self._log.error("venue_unavailable", error=str(exc))
+            return
+        self.venue = venue
+
     async def _recover(self) -> None:
-        cancelled = 0
+        cancelled = opened = unresolved = 0
         for trade in await self._trading_repo.pending_trades(self.user_id):
-            # A paper intent is filled in the same transaction that books it, so a
-            # pending one never filled: cancel it. (Live intents will be reconciled
-            # with the exchange by client order id.)
-            await self._trading_repo.cancel_trade(trade, "interrupted before fill (machine restarted)")
-            cancelled += 1
+            if trade.type == "paper":
+                # A paper intent is filled in the same transaction that books it, so a
+                # pending one never filled: cancel it.
+                await self._trading_repo.cancel_trade(trade, "interrupted before fill (machine restarted)")
+                cancelled += 1
+            elif trade.purpose == "open" and self.venue is not None:
+                # A live one may have reached the exchange: asked by its client order id, never resent.
+                try:
+                    opened += await self.execution.recover_open(trade) is not None
+                except ExecutionError as exc:
+                    unresolved += 1
+                    self._log.warning("intent_unresolved", trader_id=str(trade.trader_id), symbol=trade.symbol,
+                                      client_order_id=trade.client_order_id, error=str(exc))
+            else:  # a live close or sequence step: resolved by asking when the position is next closed or resumed
+                unresolved += 1
         interrupted = await self._signal_repo.close_interrupted(self.user_id)
         sequences = await self.sequences.resume()  # risk-reducing steps resume, risk-adding ones end
+        unprotected = 0
+        for position in await self._trading_repo.open_positions(self.user_id):
+            if position.mode == "live" and self.venue is not None:
+                # its exit list as the exchange has it: a leg that filled while down closes it, a
+                # list that never went out (killed between fill and placement) is placed now
+                try:
+                    await self.execution.ensure_exits(position)
+                except ExecutionError as exc:
+                    unprotected += 1
+                    self._log.warning("exits_unconfirmed", trader_id=str(position.trader_id),
+                                      symbol=position.symbol, error=str(exc))
         positions = await self._trading_repo.open_positions(self.user_id)
         for position in positions:
             self.monitor.track(position)
@@ -399,7 +466,9 @@ class Machine:
         for sig in watching:
             self.pipeline.mark_busy(sig.trader_id, sig.symbol, watching=True)
         self._log.info("recovered", open_positions=len(positions), watching_signals=len(watching),
-                       cancelled_intents=cancelled, interrupted_signals=interrupted,
+                       cancelled_intents=cancelled, recovered_opens=opened, unresolved_intents=unresolved,
+                       unconfirmed_exits=unprotected,
+                       interrupted_signals=interrupted,
                        resumed_sequences=sum(r.status == "done" for r in sequences),
                        ended_sequences=sum(r.status == "failed" for r in sequences))
 

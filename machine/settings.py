@@ -49,6 +49,9 @@ class MachineSettings(BaseSettings):
     sandbox_workers: int = Field(default=2, ge=1, le=16)
     sandbox_batch_timeout_s: float = Field(default=5.0, gt=0)
     close_grace_s: float = Field(default=3.0, gt=0)
+    # live trading (the account's keys arrive sealed: machine.credentials)
+    live_recv_window_ms: int = Field(default=5000, ge=1, le=60000)  # recvWindow of signed requests
+    live_timeout_s: float = Field(default=10.0, gt=0)  # per signed request: past it the outcome is unknown
     log_level: str = "info"
 
     @field_validator("binance_ws_url", "binance_rest_url", "analysis_url")

@@ -1,11 +1,12 @@
-"""Execution: exchange rules, risk gate, order intents, paper fills and live orders (``LiveExecutor``;
-not yet wired to live traders)."""
+"""Execution: exchange rules, risk gate, order intents, paper fills, live orders (``LiveExecutor``) and a
+live position's exit order list on the exchange (``_exits``)."""
 
 from machine.execution._closing import CloseRequest, CloseResult
 from machine.execution._errors import (ExecutionError, NoPrice, OrderRejected, OutcomeUnknown, RateLimited,
                                        RiskDenied, StalePrice)
 from machine.execution._live import LiveExecutor
-from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id, step_order_id
+from machine.execution._orders import (Executor, ExitIds, ExitReport, Fill, OrderRequest, Trigger, client_order_id,
+                                       exit_ids, step_order_id)
 from machine.execution._paper import PaperExecutor
 from machine.execution._rules import SymbolRules
 from machine.execution._service import ExecutionService
@@ -16,6 +17,8 @@ __all__ = [
     "ExecutionError",
     "ExecutionService",
     "Executor",
+    "ExitIds",
+    "ExitReport",
     "Fill",
     "LiveExecutor",
     "NoPrice",
@@ -29,5 +32,6 @@ __all__ = [
     "SymbolRules",
     "Trigger",
     "client_order_id",
+    "exit_ids",
     "step_order_id",
 ]

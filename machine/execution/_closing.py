@@ -31,6 +31,7 @@ import structlog
 
 from machine.accounts import close_fill_changes, close_quantity
 from machine.execution._errors import ExecutionError, OutcomeUnknown, RiskDenied
+from machine.execution._exits import STOP_LIMIT_GAP
 from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
 from machine.money import EIGHT_DP
 from machine.persistence import CloseFill, CloseIntent, PositionRecord, TradeRecord
@@ -138,6 +139,16 @@ class _Closing:
                 continue  # already closed
             taken.add(request.position.id)
             try:
+                if entry[0].exit_attempt:  # a live position the exchange protects (``_exits``)
+                    if request.trigger is not None and not self._report_due(entry[0].id):  # type: ignore[attr-defined]
+                        continue  # asked a moment ago: the exchange holds the exit
+                    state, result = await self._sync_exits(  # type: ignore[attr-defined]
+                        entry[0], cancel=request.trigger is None)
+                    if state == "working" and self._stop_failed(entry[0], request.trigger):
+                        state, result = await self._sync_exits(entry[0], cancel=True)  # type: ignore[attr-defined]
+                    if state == "closed" or (state == "working" and request.trigger is not None):
+                        results[index] = result  # booked from the leg's fill, or still the exchange's to execute
+                        continue
                 planned.append(await self._plan(index, request, *entry))
             except Exception as exc:
                 results[index] = exc
@@ -168,6 +179,46 @@ class _Closing:
         intent = CloseIntent(position.id, position.trader_id, position.mode, "SELL" if position.side == "long" else "BUY",
                              position.symbol, client_order_id(position.id, "close", attempts + 1), quantity)
         return _Planned(index, request, position, executor, base, quote, intent)
+
+    @staticmethod
+    def _stop_failed(position: PositionRecord, trigger: Trigger | None) -> bool:
+        """Whether a working exit list's stop-loss leg triggered but cannot fill: the price is already
+        below its limit (``_exits.STOP_LIMIT_GAP``); the list is then cancelled and the position closed at market."""
+        if trigger is None or trigger.kind != "stop_loss" or position.stop_loss is None:
+            return False
+        return trigger.low < position.stop_loss * (1 - STOP_LIMIT_GAP)
+
+    async def _book_exit_fill(self, position: PositionRecord, kind: str, client_order_id: str, fill: Fill
+                              ) -> CloseResult:
+        """Book the fill of the position's exit list leg ``client_order_id`` (``take_profit``/``stop_loss``)
+        as its close: the leg's closing trade is written, then filled (``_exits``).
+
+        Raises:
+            ExecutionError: another closing order of the position is pending and the exchange has it.
+        """
+        executor = self._executors[position.mode]
+        base, quote = self._assets(position.symbol, self._rules(position.symbol))
+        intent = CloseIntent(position.id, position.trader_id, position.mode, "SELL" if position.side == "long" else "BUY",
+                             position.symbol, client_order_id, fill.quantity)
+        trade_id = (await self._repo.create_close_intents(self._user_id, [intent])).get(position.id)
+        if trade_id is None:  # a closing trade is pending: the leg's own (written before a crash), or another's
+            pending = await self._repo.pending_close(position.id)
+            if pending is None:
+                return None  # closed meanwhile
+            if pending.client_order_id != client_order_id:
+                if await executor.query(pending.client_order_id, pending.symbol) is not None:
+                    raise ExecutionError(f"{position.symbol}: exit leg {client_order_id} and closing order "
+                                         f"{pending.client_order_id} both filled")
+                await self._repo.cancel_trade(pending, "superseded: the exit list's leg filled first")
+                return await self._book_exit_fill(position, kind, client_order_id, fill)
+            trade_id = pending.id
+        trade = TradeRecord(trade_id, position.id, position.trader_id, "close", intent.side, position.symbol,
+                            client_order_id, fill.quantity, "pending", position.mode)
+        planned = _Planned(-1, CloseRequest(position, kind), position, executor, base, quote, intent)
+        [result] = await self._book([(planned, trade, fill)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def _resolve_pending(self, p: _Planned) -> CloseResult:
         try:

@@ -36,7 +36,7 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from machine.execution._errors import OrderRejected, OutcomeUnknown, RateLimited
-from machine.execution._orders import Fill, OrderRequest
+from machine.execution._orders import ExitIds, ExitReport, Fill, OrderRequest
 
 __all__ = ["LiveExecutor"]
 
@@ -82,9 +82,15 @@ class LiveExecutor:
         self.resyncs += 1
 
     async def _call(self, method: str, **params: Any) -> Any:
-        """One signed request; -1021 re-syncs and sends once more; errors as the module doc says."""
+        """One signed request; -1021 re-syncs and sends once more; errors as the module doc says.
+
+        ``method``: an ``AsyncClient`` method, or ``"GET orderList"``-style for an endpoint it lacks."""
         for attempt in (1, 2):
             try:
+                if " " in method:
+                    http, path = method.split(" ")
+                    return await self._client._request_api(http.lower(), path, True,
+                                                           data={**params, "recvWindow": self._recv_window})
                 return await getattr(self._client, method)(**params, recvWindow=self._recv_window)
             except BinanceAPIException as exc:
                 if exc.code == -1021 and attempt == 1:
@@ -98,6 +104,11 @@ class LiveExecutor:
             except (asyncio.TimeoutError, aiohttp.ClientError, BinanceRequestException) as exc:
                 raise OutcomeUnknown(f"{method}: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
+
+    async def account(self) -> dict[str, Any]:
+        """``GET /api/v3/account`` (weight 20): balances and ``commissionRates``.
+        Raises OrderRejected, RateLimited, OutcomeUnknown."""
+        return await self._call("get_account")
 
     async def submit(self, order: OrderRequest) -> Fill:
         """Send ``order`` as a MARKET order under its client order id (an exit's trigger only
@@ -137,9 +148,76 @@ class LiveExecutor:
             raise OutcomeUnknown(f"order {client_order_id} is still {order['status']}")
         if Decimal(order["executedQty"]) == 0:
             return None
+        return await self._order_fill(symbol, order)
+
+    async def _order_fill(self, symbol: str, order: Mapping[str, Any]) -> Fill | None:
+        """A queried order's fill, its commissions from ``GET /api/v3/myTrades?orderId=`` (only that
+        order's trades are counted, whatever the answer holds)."""
         trades = await self._call("get_my_trades", symbol=symbol, orderId=order["orderId"])
-        return self._fill(order, [{"commission": t["commission"], "commissionAsset": t["commissionAsset"]}
-                                  for t in trades], time_field="updateTime")
+        own = [{"commission": t["commission"], "commissionAsset": t["commissionAsset"]}
+               for t in trades if int(t.get("orderId", order["orderId"])) == int(order["orderId"])]
+        return self._fill(order, own, time_field="updateTime")
+
+    # ------------------------------------------------------------ exit order lists (OCO)
+    async def place_exits(self, symbol: str, quantity: Decimal, take_profit: Decimal, stop_loss: Decimal,
+                          stop_limit: Decimal, ids: ExitIds) -> int:
+        """Protect a long: one OCO SELL of ``quantity`` (``POST /api/v3/orderList/oco``): a LIMIT_MAKER
+        take-profit at ``take_profit`` above and a STOP_LOSS_LIMIT below, triggered at ``stop_loss`` and
+        selling at ``stop_limit`` or better (GTC; Binance spot symbols list STOP_LOSS_LIMIT, not a plain
+        STOP_LOSS, in ``orderTypes``), under the client ids ``ids``. Returns the exchange's ``orderListId``.
+
+        Raises:
+            OrderRejected (e.g. -2010 the price is already past a level), RateLimited,
+            OutcomeUnknown (resolved with :meth:`exit_report`, never by sending again).
+        """
+        answer = await self._call(
+            "create_oco_order", symbol=symbol, side="SELL", quantity=format(quantity, "f"),
+            listClientOrderId=ids.list_id, aboveType="LIMIT_MAKER", abovePrice=format(take_profit, "f"),
+            aboveClientOrderId=ids.take_profit, belowType="STOP_LOSS_LIMIT", belowStopPrice=format(stop_loss, "f"),
+            belowPrice=format(stop_limit, "f"), belowTimeInForce="GTC", belowClientOrderId=ids.stop_loss,
+            newOrderRespType="RESULT")
+        return int(answer["orderListId"])
+
+    async def cancel_exits(self, symbol: str, ids: ExitIds) -> bool:
+        """Cancel the exit list (``DELETE /api/v3/orderList`` by ``listClientOrderId``): True when it
+        was cancelled now, False when the exchange has no working list of that id (done or never placed:
+        ask :meth:`exit_report`).
+
+        Raises:
+            OrderRejected, RateLimited, OutcomeUnknown.
+        """
+        try:
+            await self._call("DELETE orderList", symbol=symbol, listClientOrderId=ids.list_id)
+        except OrderRejected as exc:
+            if exc.code in (-2011, -2013) and not isinstance(exc, RateLimited):
+                return False
+            raise
+        return True
+
+    async def exit_report(self, symbol: str, ids: ExitIds) -> ExitReport | None:
+        """What became of the exit list ``ids`` (``GET /api/v3/orderList``, then each leg's
+        ``GET /api/v3/order`` and a filled leg's ``myTrades``); None when the exchange never saw it.
+
+        Raises:
+            OrderRejected, RateLimited, OutcomeUnknown.
+        """
+        try:
+            listed = await self._call("GET orderList", origClientOrderId=ids.list_id)
+        except OrderRejected as exc:
+            if exc.code in (-2011, -2013) and not isinstance(exc, RateLimited):
+                return None
+            raise
+        list_id = int(listed["orderListId"])
+        if listed.get("listOrderStatus") == "EXECUTING":
+            return ExitReport(list_id, True)
+        for leg in listed.get("orders", ()):
+            order = await self._call("get_order", symbol=symbol, orderId=leg["orderId"])
+            if Decimal(order["executedQty"]) == 0:
+                continue
+            fill = await self._order_fill(symbol, order)
+            kind = "take_profit" if order["clientOrderId"] == ids.take_profit else "stop_loss"
+            return ExitReport(list_id, False, (kind, order["clientOrderId"], fill))  # type: ignore[arg-type]
+        return ExitReport(list_id, False)
 
     @staticmethod
     def _fill(order: Mapping[str, Any], fills: Sequence[Mapping[str, Any]], time_field: str = "transactTime"

@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Protocol
 from uuid import UUID
 
-__all__ = ["Executor", "Fill", "OrderRequest", "Trigger", "client_order_id", "step_order_id"]
+__all__ = ["ExitIds", "ExitReport", "Executor", "Fill", "OrderRequest", "Trigger", "client_order_id", "exit_ids",
+           "step_order_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,28 @@ class Fill:
     fee_asset: str
     order_id: int | None = None
     price_time_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitIds:
+    """Client ids of one placement of a position's exit order list: the list's and its two legs'."""
+
+    list_id: str
+    take_profit: str
+    stop_loss: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExitReport:
+    """What the exchange says of an exit order list (Binance ``GET /api/v3/orderList``).
+
+    ``executing``: the list is working (``listOrderStatus`` EXECUTING). ``filled``: the leg that
+    filled (``take_profit``/``stop_loss``), its client order id and its fill; None when none did.
+    """
+
+    order_list_id: int
+    executing: bool
+    filled: tuple[str, str, Fill] | None = None
 
 
 class Executor(Protocol):
@@ -110,3 +133,19 @@ def step_order_id(sequence_id: UUID, step: int, attempt: int = 1) -> str:
     if not 1 <= attempt <= 99:
         raise ValueError(f"attempt must be 1..99, got {attempt}")
     return f"q{step:02d}{attempt:02d}" + base64.urlsafe_b64encode(sequence_id.bytes).decode().rstrip("=")
+
+
+def exit_ids(position_id: UUID, attempt: int) -> ExitIds:
+    """Deterministic client ids of a position's exit list placement number ``attempt`` (1..99).
+
+    ``"x"`` (the list's ``listClientOrderId``), ``"t"`` (the take-profit leg) and ``"s"`` (the
+    stop-loss leg) + two-digit attempt + the position UUID's 32 hex digits: 35 chars each (Binance
+    allows ``^[.A-Z:/a-z0-9_-]{1,36}$``). A cancel-replace is the next attempt.
+
+    Raises:
+        ValueError: attempt outside 1..99.
+    """
+    if not 1 <= attempt <= 99:
+        raise ValueError(f"attempt must be 1..99, got {attempt}")
+    tail = f"{attempt:02d}{position_id.hex}"
+    return ExitIds("x" + tail, "t" + tail, "s" + tail)

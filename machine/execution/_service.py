@@ -34,6 +34,7 @@ from machine.accounts import (
 )
 from machine.execution._closing import MANUAL_EXIT, _Closing, fee_in_quote
 from machine.execution._errors import ExecutionError, NoPrice, OutcomeUnknown, RiskDenied
+from machine.execution._exits import _Exits
 from machine.execution._fill_rules import market_fill_price
 from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id, step_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
@@ -47,7 +48,7 @@ log = structlog.get_logger(__name__)
 _HUNDRED = Decimal(100)
 
 
-class ExecutionService(_Closing):
+class ExecutionService(_Closing, _Exits):
     """Turns executable decisions into orders for one user.
 
     Args:
@@ -60,6 +61,8 @@ class ExecutionService(_Closing):
         avg_price: a symbol's average price over its NOTIONAL ``avgPriceMins``
             (Binance ``GET /api/v3/avgPrice``), for the notional and percent-price
             checks; default the last price.
+        live_balances: the exchange account's balances (asset -> (free, locked)), fresh;
+            a live trader is sized from them (its orders do not move the paper ledger).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class ExecutionService(_Closing):
         on_closed: Callable[[PositionRecord, str], None],
         avg_price: Callable[[str], Decimal | None] | None = None,
         gate: Callable[[UUID, str, str], Awaitable[None]] | None = None,
+        live_balances: Callable[[], Awaitable[Mapping[str, tuple[Decimal, Decimal]]]] | None = None,
     ) -> None:
         self._user_id = user_id
         self._repo = repo
@@ -88,8 +92,10 @@ class ExecutionService(_Closing):
         self._on_closed = on_closed
         self._avg_price = avg_price or last_price
         self._gate = gate
+        self._live_balances = live_balances
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._position_locks: dict[UUID, asyncio.Lock] = {}
+        self._reported_at: dict[UUID, float] = {}  # position -> when its exit list was last asked about
         self.orders_sent = 0
         self.orders_failed = 0
         self.orders_unresolved = 0  # unknown outcomes the venue could not tell (intents kept pending)
@@ -136,7 +142,7 @@ class ExecutionService(_Closing):
             if await self._repo.count_live(trader.id) >= trader.risk.max_positions:
                 raise RiskDenied(f"max_positions ({trader.risk.max_positions}) reached")
             await self._repo.ensure_account(trader.id, self._user_id, self._start_balance, self._quote)
-            balances = await self._repo.balances(trader.id)
+            balances = await self._balances(trader)
             try:
                 value = equity(balances, self._quote, lambda asset: self._last_price(asset + self._quote))
             except LookupError as exc:
@@ -167,6 +173,8 @@ class ExecutionService(_Closing):
                     position_id=position_id,
                     reserve=reserved,
                     quote_asset=quote,
+                    stop_loss=sl,
+                    take_profit=tp,
                 )
             except InsufficientFunds as exc:
                 raise RiskDenied(str(exc)) from None
@@ -186,7 +194,95 @@ class ExecutionService(_Closing):
         log.info("position_opened", trader_id=str(trader.id), symbol=symbol, side=side, price=str(fill.price),
                  size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
         self._on_opened(position)
-        return position
+        return await self._protect_opened(position)
+
+    async def _protect_opened(self, position: PositionRecord) -> PositionRecord:
+        """A live long just opened: its exit list on the exchange (``_exits``); a failure to ask is logged
+        (the monitor still watches the levels; the next change or restart protects it)."""
+        if not self._protected(position):
+            return position
+        async with self._position_lock(position.id):
+            return await self._reprotect(position)
+
+    async def _reprotect(self, position: PositionRecord) -> PositionRecord:
+        """:meth:`_protect` under the position's lock (held by the caller); a failure to ask the exchange
+        is logged, not raised: the change it follows is booked."""
+        try:
+            protected = await self._protect(position)
+        except ExecutionError as exc:
+            log.warning("exits_unconfirmed", trader_id=str(position.trader_id), symbol=position.symbol,
+                        error=str(exc))
+            return position
+        if protected is not None:
+            self._on_opened(protected)
+        return protected or position
+
+    async def _release_exits(self, position: PositionRecord) -> None:
+        """Cancel a live long's exit list before an order that changes what it holds (its legs lock it).
+
+        Raises:
+            RiskDenied: a leg had filled: the position is booked closed by it.
+        """
+        state, _ = await self._unprotect(position)
+        if state == "closed":
+            raise RiskDenied("the position was closed by its exit order on the exchange")
+
+    async def ensure_exits(self, position: PositionRecord) -> PositionRecord | None:
+        """After a restart: the live long's exit list as the exchange has it, placed when none works
+        (``_exits``). Returns the position, or None when a leg had filled (it is booked closed).
+
+        Raises:
+            ExecutionError: the exchange could not be asked.
+        """
+        async with self._position_lock(position.id):
+            current = await self._repo.position(position.id)
+            if current is None or current.status != "open":
+                return None
+            protected = await self._protect(current)
+        if protected is not None:
+            self._on_opened(protected)
+        return protected
+
+    async def recover_open(self, trade: Any) -> PositionRecord | None:
+        """Resolve an opening intent a restart left pending by asking the venue for its client order id:
+        the position opens on the fill the venue reports (with the levels planned with the intent), or
+        the intent is cancelled when the venue never carried the order out. Never sends it.
+
+        Returns:
+            The opened position, or None when the intent was cancelled.
+
+        Raises:
+            ExecutionError: the venue could not tell (``OutcomeUnknown``, ``RateLimited``...): the
+                intent stays pending for the next attempt.
+        """
+        executor = self._executor(trade.type)
+        known = await executor.query(trade.client_order_id, trade.symbol)
+        if known is None:
+            await self._repo.cancel_trade(trade, "interrupted before the order reached the venue (machine restarted)")
+            return None
+        pending = await self._repo.position(trade.position_id)
+        if pending is None or pending.status != "pending":
+            return pending
+        rules = self._rules(trade.symbol)
+        base, quote = self._assets(trade.symbol, rules)
+        changes, held, locked = open_fill_changes(pending.side, base, quote, known.price, known.quantity, known.fee,
+                                                  pending.reserved)
+        position = await self._repo.record_open_fill(
+            trade, price=known.price, quantity=known.quantity, fee=known.fee, fee_asset=known.fee_asset,
+            fee_quote=fee_in_quote(known, quote), held=held, locked=locked, changes=changes,
+            stop_loss=pending.stop_loss, take_profit=pending.take_profit, signal_id=pending.signal_id,
+            order_id=known.order_id, price_time_ms=known.price_time_ms,
+        )
+        log.info("position_opened", trader_id=str(trade.trader_id), symbol=trade.symbol, side=pending.side,
+                 price=str(known.price), size=str(held), recovered=True, client_order_id=trade.client_order_id)
+        self._on_opened(position)
+        return await self._protect_opened(position)
+
+    async def _balances(self, trader: TraderConfig) -> Mapping[str, tuple[Decimal, Decimal]]:
+        """What ``trader`` is sized from: its paper ledger, or for a live trader the exchange account."""
+        if trader.mode == "live" and self._live_balances is not None:
+            return await self._live_balances()
+        return await self._repo.balances(trader.id)
 
     async def _resolve_unknown(self, executor: Executor, trade: Any) -> Fill:
         """An order whose outcome is unknown (``OutcomeUnknown``): its fill, by asking the venue for its
@@ -258,12 +354,13 @@ class ExecutionService(_Closing):
             base, quote = self._assets(current.symbol, rules)
             trade, fill = await self._step_pending(executor, sequence_id, step)
             if trade is not None and fill is None:
-                return current  # booked before
+                return await self._reprotect(current)  # booked before
             if trade is None:
                 await self._ask(current.trader_id, current.symbol, "exit")
                 problem = self._reduce_problem(current, quantity, executor, rules)
                 if problem:
                     raise RiskDenied(problem)
+                await self._release_exits(current)
                 trade = await self._repo.create_step_intent(
                     current, self._user_id, purpose="reduce", sequence_id=sequence_id, step=step,
                     client_order_id=lambda attempt: step_order_id(sequence_id, step, attempt), quantity=quantity,
@@ -279,6 +376,7 @@ class ExecutionService(_Closing):
                 current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
                 fee_quote=fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
                 price_time_ms=fill.price_time_ms)
+            updated = await self._reprotect(updated)
         log.info("position_reduced", trader_id=str(current.trader_id), symbol=current.symbol, side=current.side,
                  quantity=str(fill.quantity), price=str(fill.price), pnl=str(reduction.pnl), size=str(updated.size),
                  client_order_id=trade.client_order_id)
@@ -325,13 +423,14 @@ class ExecutionService(_Closing):
             base, quote = self._assets(current.symbol, rules)
             trade, fill = await self._step_pending(executor, sequence_id, step)
             if trade is not None and fill is None:
-                return current
+                return await self._reprotect(current)
             if trade is None:
                 await self._ask(trader.id, current.symbol, "entry")
                 price = self._last_price(current.symbol)
                 if price is None:
                     raise NoPrice(f"no last price for {current.symbol}")
                 qty = await self._increase_quantity(trader, current, quantity, price, rules)
+                await self._release_exits(current)
                 reserved = open_reservation(price, qty)
                 try:
                     trade = await self._repo.create_step_intent(
@@ -350,6 +449,7 @@ class ExecutionService(_Closing):
                 current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
                 fee_quote=fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
                 order_id=fill.order_id, price_time_ms=fill.price_time_ms)
+            updated = await self._reprotect(updated)
         log.info("position_increased", trader_id=str(trader.id), symbol=current.symbol, side=current.side,
                  quantity=str(fill.quantity), price=str(fill.price), size=str(updated.size),
                  entry_price=str(updated.entry_price), client_order_id=trade.client_order_id)
@@ -359,7 +459,7 @@ class ExecutionService(_Closing):
     async def _increase_quantity(self, trader: TraderConfig, position: PositionRecord, quantity: Decimal | None,
                                  price: Decimal, rules: SymbolRules) -> Decimal:
         if quantity is None:
-            balances = await self._repo.balances(trader.id)
+            balances = await self._balances(trader)
             try:
                 value = equity(balances, self._quote, lambda asset: self._last_price(asset + self._quote))
             except LookupError as exc:
@@ -411,6 +511,9 @@ class ExecutionService(_Closing):
                 else:
                     tp = level
             updated = await self._repo.update_levels(current.id, sl, tp)
+            if updated is not None and self._protected(updated) and updated.exit_attempt:
+                await self._release_exits(updated)  # a cancel-replace: the next attempt at the new levels
+                updated = await self._reprotect(await self._open_position(updated.id))
         if updated is None:
             raise RiskDenied("the position is no longer open")
         log.info("position_levels_moved", trader_id=str(current.trader_id), symbol=current.symbol,

@@ -75,6 +75,8 @@ class PositionRecord:
     paper_only: bool = False
     cost_basis: Decimal | None = None
     realized_pnl: Decimal = Decimal(0)
+    exit_attempt: int = 0
+    exit_order_list_id: int | None = None
 
     @classmethod
     def from_row(cls, r: asyncpg.Record) -> "PositionRecord":
@@ -84,7 +86,7 @@ class PositionRecord:
         return cls(
             r["id"], r["signal_id"], r["trader_id"], r["mode"], r["symbol"], r["side"], r["status"],
             r["entry_price"], r["size"], r["stop_loss"], r["take_profit"], r["fees"], r["reserved"], r["paper_only"],
-            r["cost_basis"], r["realized_pnl"],
+            r["cost_basis"], r["realized_pnl"], r.get("exit_attempt", 0), r.get("exit_order_list_id"),
         )
 
 
@@ -157,12 +159,16 @@ class TradingRepository:
         position_id: UUID,
         reserve: Decimal = Decimal(0),
         quote_asset: str = "USDT",
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
     ) -> TradeRecord:
         """Insert the pending position and its pending opening trade, reserving funds (one transaction).
 
         Args:
             reserve: quote asset moved from free to locked on the paper account
                 (``machine.accounts.open_reservation``); kept on the position as ``reserved``.
+            stop_loss, take_profit: the levels planned for the expected entry (quote asset), kept on
+                the pending position so an opening fill found after a restart opens it with them.
 
         Raises:
             InsufficientFunds: free quote below ``reserve`` (nothing is written).
@@ -184,9 +190,9 @@ class TradingRepository:
                     raise InsufficientFunds(reserve, free or Decimal(0))
             await conn.execute(
                 "INSERT INTO positions (id, signal_id, trader_id, user_id, mode, symbol, side, status, size, reserved, "
-                "paper_only) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
+                "paper_only, stop_loss, take_profit) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12)",
                 position_id, signal_id, trader_id, user_id, mode, symbol, side, quantity,
-                reserve if mode == "paper" else Decimal(0), side == "short",
+                reserve if mode == "paper" else Decimal(0), side == "short", stop_loss, take_profit,
             )
             trade_id = await conn.fetchval(
                 "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, quantity, status) "
@@ -413,6 +419,17 @@ class TradingRepository:
         return PositionRecord.from_row(row) if row else None
 
     # ------------------------------------------------------------ recovery
+    async def set_exit_list(self, position_id: UUID, attempt: int, order_list_id: int | None) -> PositionRecord:
+        """Record the position's exit list attempt (written before it is sent) and the exchange's
+        ``orderListId`` (None while placing or after a cancel); returns the position as stored."""
+        row = await self._pool.fetchrow(
+            "UPDATE positions SET exit_attempt = $2, exit_order_list_id = $3 WHERE id = $1 RETURNING *",
+            position_id, attempt, order_list_id,
+        )
+        if row is None:
+            raise LookupError(f"no position {position_id}")
+        return PositionRecord.from_row(row)
+
     async def open_positions(self, user_id: UUID) -> list[PositionRecord]:
         rows = await self._pool.fetch(
             "SELECT * FROM positions WHERE user_id = $1 AND status = 'open' ORDER BY opened_at", user_id

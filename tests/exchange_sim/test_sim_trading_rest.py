@@ -72,6 +72,20 @@ async def test_a_market_buy_fills_and_the_account_shows_it(sim_client):
     assert known["orderId"] == order["orderId"] and known["status"] == "FILLED"
 
 
+async def test_my_trades_by_order_id_lists_that_orders_fills_only(sim_client):
+    """Binance "Account trade list": ``orderId`` selects one order's trades (a commission read from them
+    must not be another order's)."""
+    sim, client = sim_client
+    buy = await (await synced(client)).create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01000",
+                                                    **WINDOW)
+    sell = await (await synced(client)).create_order(symbol="BTCUSDT", side="SELL", type="MARKET",
+                                                     quantity="0.00500", **WINDOW)
+    for order, asset in ((buy, "BTC"), (sell, "USDT")):
+        trades = await (await synced(client)).get_my_trades(symbol="BTCUSDT", orderId=order["orderId"], **WINDOW)
+        assert [(t["orderId"], t["commissionAsset"]) for t in trades] == [(order["orderId"], asset)]
+    assert len(await (await synced(client)).get_my_trades(symbol="BTCUSDT", **WINDOW)) == 2
+
+
 async def test_a_resting_limit_locks_funds_fills_when_the_replay_reaches_it_and_can_be_cancelled(sim_client):
     sim, client = sim_client
     last = D((await client.get_symbol_ticker(symbol="BTCUSDT"))["price"])

@@ -154,6 +154,10 @@ class AlwaysOpenLong:
         return AnalysisResult(decision=Decision(decision), reasoning="test backend", confidence=90)
 
 
+#: The simulator's one trading account (HMAC key): what a live machine trades with.
+LIVE_KEY, LIVE_SECRET = "live-api-key-7Hq2", "live-api-secret-Zr8mW4tKp1Xc9Vb3"
+LIVE_START_USDT = "10000"
+
 SYMBOLS = [
     "BTCUSDT", "ETHUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "DOTUSDT", "LTCUSDT", "LINKUSDT",
     "BCHUSDT", "UNIUSDT", "SOLUSDT", "MATICUSDT", "ETCUSDT", "EOSUSDT", "TRXUSDT", "XLMUSDT", "VETUSDT",
@@ -168,12 +172,15 @@ async def machine_stack(db_url, binance_data, tmp_path, request):
     Indirect parameter (optional): ``{"speed": replay speed}`` (default 120).
     """
     from control_plane.analysis import serve_analysis
-    from exchange_sim import Simulator
+    from decimal import Decimal
+
+    from exchange_sim import ApiKey, Fees, Simulator
 
     available = {p.name for p in (binance_data / "spot" / "1m").iterdir()}
     symbols = [s for s in SYMBOLS if s in available]
     speed = float(getattr(request, "param", {}).get("speed", 120.0))
-    sim = Simulator(binance_data, speed=speed, symbols=symbols)
+    sim = Simulator(binance_data, speed=speed, symbols=symbols, accounts=[ApiKey.hmac(LIVE_KEY, LIVE_SECRET)],
+                    balances={"USDT": Decimal(LIVE_START_USDT)}, fees=Fees(Decimal("0.001"), Decimal("0.001")))
     await sim.start()
     token = "analysis-" + uuid.uuid4().hex
     analysis = await serve_analysis("127.0.0.1", 0, AlwaysOpenLong(), token)
@@ -231,13 +238,14 @@ async def add_trader(pool: asyncpg.Pool, user_id: Any, name: str, code: str, **o
         "take_profit_pct": 0.3,
         "position_size_pct": 10,
         "max_positions": 4,
+        "mode": "paper",
     }
     values.update(overrides)
     return await pool.fetchval(
         "INSERT INTO traders (user_id, name, filter_code, ai_instructions, timeframes, check_interval, reanalysis_interval, "
-        "symbols, stop_loss_pct, take_profit_pct, position_size_pct, max_positions) "
-        "VALUES ($1, $2, $3, 'test', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        "symbols, stop_loss_pct, take_profit_pct, position_size_pct, max_positions, mode) "
+        "VALUES ($1, $2, $3, 'test', $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         user_id, name, code, values["timeframes"], values["check_interval"], values["reanalysis_interval"],
         values["symbols"], values["stop_loss_pct"], values["take_profit_pct"], values["position_size_pct"],
-        values["max_positions"],
+        values["max_positions"], values["mode"],
     )

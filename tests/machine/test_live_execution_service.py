@@ -19,6 +19,11 @@ KEY, SECRET = "live-key", "live-secret-0123456789"
 RULES = {"BTCUSDT": SymbolRules(D("0.01"), D("0.00001"), D("0.00001"), D("5"), "BTC", "USDT")}
 
 
+def market_orders(sim) -> list:
+    """The account's market orders (entries, closes, reduces); the exits' OCO legs are the others."""
+    return [o for o in sim.accounts.books[KEY].orders.values() if o.type == "MARKET"]
+
+
 @pytest.fixture
 async def live_env(db_url, binance_data: Path):
     pool = await open_pool(db_url)
@@ -62,7 +67,7 @@ async def test_a_lost_answer_opens_the_position_on_the_one_order_the_exchange_ha
     row = await pool.fetchrow("SELECT status, client_order_id, binance_order_id FROM trades WHERE purpose = 'open'")
     assert (row["status"], row["client_order_id"], row["binance_order_id"]) == ("filled", "o01" + position.id.hex,
                                                                         trade.order_id)
-    assert len(sim.accounts.books[KEY].orders) == 1  # asked, never sent again
+    assert len(market_orders(sim)) == 1  # asked, never sent again
 
 
 async def test_when_the_exchange_cannot_tell_either_the_intent_stays_pending(live_env):
@@ -72,7 +77,7 @@ async def test_when_the_exchange_cannot_tell_either_the_intent_stays_pending(liv
     with pytest.raises(OutcomeUnknown):
         await service.open(trader, signal, "BTCUSDT", "long", stop_loss=None, take_profit=None)
     assert await pool.fetchval("SELECT status FROM trades WHERE purpose = 'open'") == "pending"
-    assert service.orders_unresolved == 1 and len(sim.accounts.books[KEY].orders) == 1
+    assert service.orders_unresolved == 1 and len(market_orders(sim)) == 1
 
 
 async def test_a_rejection_cancels_the_intent(live_env):
@@ -93,7 +98,7 @@ async def test_a_close_whose_answer_is_lost_is_booked_from_the_exchange_and_a_pe
     [_, sold] = sim.accounts.trades[KEY]
     assert sold.side == "SELL" and pnl is not None
     assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", position.id) == "closed"
-    assert len(sim.accounts.books[KEY].orders) == 2
+    assert len(market_orders(sim)) == 2
 
     signal2 = await SignalRepository(pool).create(trader.id, trader.user_id, "BTCUSDT", sim.now_ms(),
                                                   sim.accounts.last_price("BTCUSDT", sim.now_ms()))
@@ -107,7 +112,7 @@ async def test_a_close_whose_answer_is_lost_is_booked_from_the_exchange_and_a_pe
     assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", second.id) == "open"
     await service.close(second, "manual")  # the exchange answers again: the pending close is asked, booked
     assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", second.id) == "closed"
-    assert len(sim.accounts.books[KEY].orders) == 4  # two opens, two closes: nothing sent twice
+    assert len(market_orders(sim)) == 4  # two opens, two closes: nothing sent twice
 
 
 async def test_a_reduce_step_whose_answer_is_lost_is_booked_from_the_exchange(live_env):
@@ -121,4 +126,4 @@ async def test_a_reduce_step_whose_answer_is_lost_is_booked_from_the_exchange(li
     reduced = await service.reduce(position, sequence_id=uuid.uuid4(), step=1, quantity=half)
     [_, sold] = sim.accounts.trades[KEY]
     assert (sold.side, sold.qty) == ("SELL", half) and reduced.size == position.size - half
-    assert len(sim.accounts.books[KEY].orders) == 2 and service.orders_sent == 2
+    assert len(market_orders(sim)) == 2 and service.orders_sent == 2
