@@ -9,7 +9,8 @@ method such as ``"order.place"``, or ``"*"`` for every signed trading request) a
 
 * ``reject``: refused before anything happens, with ``code``/``msg``/``status`` (default -2010,
   HTTP 400);
-* ``rate_limit``: refused with HTTP 429 -1003 and ``Retry-After: retry_after`` seconds;
+* ``rate_limit``: refused with HTTP 429 -1003 and ``Retry-After: retry_after`` seconds (``status``
+  418: an IP ban, Binance's answer to a client that kept sending after 429s);
 * ``error_after``: the request is carried out, then answered with ``status`` (default 503) and
   -1007 "Timeout waiting for response from backend server. Send status unknown; execution
   status unknown.";
@@ -76,6 +77,9 @@ class Fault:
 
     def answer(self) -> tuple[int, dict[str, Any]]:
         """The HTTP status and error body this fault answers with."""
+        if self.kind == "rate_limit" and self.status == 418:
+            return 418, {"code": -1003, "msg": "Way too much request weight used; IP banned until further notice. "
+                                               "Please use WebSocket Streams for live updates to avoid bans."}
         if self.kind == "rate_limit":
             return 429, {"code": -1003, "msg": "Too much request weight used; current limit is 6000 request weight "
                                                "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "

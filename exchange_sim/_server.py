@@ -125,7 +125,8 @@ class Simulator:
         self.accounts = Accounts(accounts, balances if balances is not None else {"USDT": Decimal(10000)},
                                  fees or Fees(), slippage_bps, self._history, specs, order_limits)
         self._rest.server_time = self._trading_time
-        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights)
+        self._trading = TradingApi(self.accounts, self._clock.now_ms, set(specs), self._rest.weights,
+                                   timing_scale=self._clock.speed)
         weight_limit = next((int(r["limit"]) for r in self._info.response(0, [])["rateLimits"]  # type: ignore[attr-defined]
                              if r.get("rateLimitType") == "REQUEST_WEIGHT"), 6000)
         self._ws_api = WebSocketApi(self.accounts, self._trading, self._clock.now_ms, self._rest.weights, weight_limit)
@@ -280,11 +281,19 @@ class Simulator:
         return self._ws_api.drop(self.accounts.keys[api_key].account)
 
     def _trading_time(self) -> int:
-        return self._clock.now_ms() + self.accounts.faults.clock_offset_ms
+        return self._trading.server_time()  # the replay clock plus the clock-offset fault
 
     def now_ms(self) -> int:
         """The replay clock: ms since the epoch UTC."""
         return self._clock.now_ms()
+
+    def freeze(self) -> int:
+        """Stop the replay clock where it is (for good): prices stop moving, so no resting order fills
+        any more; the servers keep answering. An audit compares a settled account this way. Returns
+        the frozen time (ms since the epoch UTC)."""
+        now = self._clock.now_ms()
+        self._clock.freeze(now)
+        return now
 
     @property
     def start_ms(self) -> int:

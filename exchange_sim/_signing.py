@@ -11,7 +11,10 @@
   defaults to 5000 ms and may not exceed 60000 (-1131). A request is accepted when
   ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``; else
   -1021 "Timestamp for this request was 1000ms ahead of the server's time." or
-  "Timestamp for this request is outside of the recvWindow.".
+  "Timestamp for this request is outside of the recvWindow.". Both tolerances are wall time:
+  on a replay running ``speed`` times faster than the wall clock they are ``speed`` times as
+  many replay milliseconds (``scale``), so a client that synced its clock stays in the window
+  as long as it would on Binance.
 
 Pure functions over the raw request parts; the HTTP layer passes them in.
 """
@@ -89,8 +92,9 @@ def split_signature(raw: str) -> tuple[str, str | None]:
     return "&".join(kept), signature
 
 
-def check_timing(params: Mapping[str, str], server_ms: int) -> None:
-    """The timing rule of the module doc (``params``: the request's decoded parameters).
+def check_timing(params: Mapping[str, str], server_ms: int, scale: float = 1.0) -> None:
+    """The timing rule of the module doc (``params``: the request's decoded parameters; ``scale``:
+    replay ms per wall ms).
 
     Raises:
         BinanceAPIError: -1102 no timestamp, -1131 recvWindow above 60000, -1021 outside the window.
@@ -104,14 +108,15 @@ def check_timing(params: Mapping[str, str], server_ms: int) -> None:
     window = DEFAULT_RECV_WINDOW_MS if window is None else window
     if window > MAX_RECV_WINDOW_MS:
         raise BinanceAPIError(-1131, "recvWindow must be less than 60000")
-    if timestamp >= server_ms + 1000:
+    if timestamp >= server_ms + 1000 * Decimal(scale):
         raise BinanceAPIError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-    if server_ms - timestamp > window:
+    if server_ms - timestamp > window * Decimal(scale):
         raise BinanceAPIError(-1021, "Timestamp for this request is outside of the recvWindow.")
 
 
 def authenticate(
     keys: Mapping[str, ApiKey], api_key: str | None, raw_query: str, raw_body: str, server_ms: int,
+    scale: float = 1.0,
 ) -> tuple[ApiKey, dict[str, str]]:
     """Check a SIGNED request; returns its key and its decoded parameters (query and body).
 
@@ -133,5 +138,5 @@ def authenticate(
         raise BinanceAPIError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
     if not key.verify(query + body, signature):
         raise BinanceAPIError(-1022, "Signature for this request is not valid.")
-    check_timing(params, server_ms)
+    check_timing(params, server_ms, scale)
     return key, params

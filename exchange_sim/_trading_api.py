@@ -74,8 +74,10 @@ class TradingApi:
     PLACING = frozenset({"new_order", "cancel_replace", "new_oco", "new_oco_legacy"})
     FREE_WHEN_DONE = frozenset({"new_order", "cancel", "new_oco", "new_oco_legacy", "cancel_list"})
 
-    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any) -> None:
+    def __init__(self, accounts: Accounts, now_ms: Callable[[], int], symbols: set[str], weights: Any,
+                 timing_scale: float = 1.0) -> None:
         self._accounts = accounts
+        self.timing_scale = timing_scale  # replay ms per wall ms: the signed-request tolerances scale with it
         self._now = now_ms
         self._symbols = symbols
         self._weights = weights
@@ -141,8 +143,9 @@ class TradingApi:
         return Outcome(status, body, fault, headers)
 
     def server_time(self) -> int:
-        """The replay clock plus the ``clock_offset_ms`` fault: what the timing rule checks against."""
-        return self._now() + self._accounts.faults.clock_offset_ms
+        """The replay clock plus the ``clock_offset_ms`` fault (wall ms, so ``timing_scale`` times as many
+        replay ms): what the timing rule checks against."""
+        return self._now() + int(self._accounts.faults.clock_offset_ms * self.timing_scale)
 
     def _wrap(self, handler: Callable[[str, dict[str, str], int], object]) -> Handler:
         name = handler.__name__
@@ -154,7 +157,8 @@ class TradingApi:
             try:
                 body = (await request.read()).decode() if request.can_read_body else ""
                 key, params = authenticate(self._accounts.keys, request.headers.get("X-MBX-APIKEY"),
-                                           request.rel_url.raw_query_string, body, self.server_time())
+                                           request.rel_url.raw_query_string, body, self.server_time(),
+                                           self.timing_scale)
             except BinanceAPIError as exc:
                 status, answer, headers = exc.status, {"code": exc.code, "msg": exc.msg}, {}
             else:

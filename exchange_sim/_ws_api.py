@@ -226,7 +226,7 @@ class WebSocketApi:
         signature = params.get("signature")
         server_time = self._trading.server_time()
         if signature is None and session.key is not None and api_key in (None, session.key.api_key):
-            check_timing(params, server_time)
+            check_timing(params, server_time, self._trading.timing_scale)
             return session.key
         if not api_key:
             raise BinanceAPIError(-1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")
@@ -239,7 +239,7 @@ class WebSocketApi:
         payloads = ("&".join(f"{k}={v}" for k, v in signed), urlencode(signed))
         if not any(key.verify(payload, signature) for payload in payloads):
             raise BinanceAPIError(-1022, "Signature for this request is not valid.")
-        check_timing(params, server_time)
+        check_timing(params, server_time, self._trading.timing_scale)
         return key
 
     def _session_method(self, session: _Session, method: str, params: dict[str, str], now: int) -> object:

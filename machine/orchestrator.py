@@ -46,7 +46,8 @@ from machine.persistence import (
 )
 from machine.positions import PositionMonitor
 from machine.screener import Screener, TraderRuntime
-from machine.risk import RiskService
+from machine.reconciliation import Reconciler
+from machine.risk import HALTED, RiskService
 from machine.sequences import MarketView, SequenceEngine
 from machine.settings import MachineSettings
 from machine.signals import SignalPipeline
@@ -177,8 +178,16 @@ class Machine:
         await self.feed.start(*self._subscriptions())
         await self._recover()
         await self.risk.start(self._trader_configs())  # before any timer: a persisted halt holds from the start
+        self.reconciler: Reconciler | None = None
+        if self.venue is not None:  # the live account against the database, before any timer starts
+            self.reconciler = Reconciler(user_id=self.user_id, venue=self.venue, trading=self._trading_repo,
+                                         execution=self.execution, base_asset=self._base_asset,
+                                         halt=self._halt_trader, interval_s=s.reconcile_interval_s)
+            await self.reconciler.run_once()
 
         self.timers.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         self.monitor.start()
         self.heartbeat = Heartbeat(self._machine_repo, self.user_id, s.machine_id, self._heartbeat_stats,
                                    s.heartbeat_interval_s)
@@ -204,6 +213,9 @@ class Machine:
             self._log.warning("shutdown_with_ticks_running")
         await self.monitor.stop()
         await self.pipeline.drain()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+        await self._settle_exits()
         await self.risk.settle()
         await self.risk.stop()
         await self.feed.stop()
@@ -401,6 +413,16 @@ class Machine:
         account = await self._trading_repo.account(trader_id)
         return account["start_balance"] if account is not None else self.settings.paper_start_balance
 
+    def _base_asset(self, symbol: str) -> str:
+        rules = self._rules.get(symbol)
+        if rules is not None and rules.base_asset:
+            return rules.base_asset
+        return symbol[: -len(self.settings.quote_asset)]
+
+    async def _halt_trader(self, trader_id: UUID, reason: str) -> None:
+        """A mismatch reconciliation cannot explain: the trader HALTED (exits by hand only), with the reason."""
+        await self.risk.set_state("trader", trader_id, HALTED, reason)
+
     async def _live_balances(self) -> dict[str, tuple[Decimal, Decimal]]:
         """The exchange account's balances, asked now (``GET /api/v3/account``)."""
         assert self.venue is not None
@@ -417,7 +439,7 @@ class Machine:
             return
         s = self.settings
         venue = LiveVenue(self.credentials, s.binance_rest_url, recv_window_ms=s.live_recv_window_ms,
-                          timeout_s=s.live_timeout_s)
+                          timeout_s=s.live_timeout_s, budget=self._rest.budget)  # one budget with market data
         try:
             await venue.start()
         except VenueUnavailable as exc:
@@ -426,6 +448,26 @@ class Machine:
             self._log.error("venue_unavailable", error=str(exc))
             return
         self.venue = venue
+
+    async def _settle_exits(self) -> int:
+        """Every open live position's exit list as the exchange has it: a leg that filled (while the
+        machine was down, or since the monitor last asked) closes the position on its fill; a list that
+        never went out (killed between the entry fill and its placement) is placed now. Run at start and
+        at shutdown, so the database matches the exchange and positions stay protected while it is down.
+        Returns how many could not be confirmed."""
+        unconfirmed = 0
+        if self.venue is None:
+            return 0
+        for position in await self._trading_repo.open_positions(self.user_id):
+            if position.mode != "live":
+                continue
+            try:
+                await self.execution.ensure_exits(position)
+            except ExecutionError as exc:
+                unconfirmed += 1
+                self._log.warning("exits_unconfirmed", trader_id=str(position.trader_id), symbol=position.symbol,
+                                  error=str(exc))
+        return unconfirmed
 
     async def _recover(self) -> None:
         cancelled = opened = unresolved = 0
@@ -447,17 +489,7 @@ class Machine:
                 unresolved += 1
         interrupted = await self._signal_repo.close_interrupted(self.user_id)
         sequences = await self.sequences.resume()  # risk-reducing steps resume, risk-adding ones end
-        unprotected = 0
-        for position in await self._trading_repo.open_positions(self.user_id):
-            if position.mode == "live" and self.venue is not None:
-                # its exit list as the exchange has it: a leg that filled while down closes it, a
-                # list that never went out (killed between fill and placement) is placed now
-                try:
-                    await self.execution.ensure_exits(position)
-                except ExecutionError as exc:
-                    unprotected += 1
-                    self._log.warning("exits_unconfirmed", trader_id=str(position.trader_id),
-                                      symbol=position.symbol, error=str(exc))
+        unprotected = await self._settle_exits()
         positions = await self._trading_repo.open_positions(self.user_id)
         for position in positions:
             self.monitor.track(position)
@@ -501,6 +533,7 @@ class Machine:
             "newestKlineAgeMs": age,
             "sandbox": dict(self.sandbox.health()),
             "stalePrices": self._stale_symbols(),
+            "reconciliation": self.reconciler.health() if self.reconciler is not None else None,
         }
 
     def _stale_symbols(self) -> list[str]:

@@ -52,6 +52,7 @@ class MachineSettings(BaseSettings):
     # live trading (the account's keys arrive sealed: machine.credentials)
     live_recv_window_ms: int = Field(default=5000, ge=1, le=60000)  # recvWindow of signed requests
     live_timeout_s: float = Field(default=10.0, gt=0)  # per signed request: past it the outcome is unknown
+    reconcile_interval_s: float = Field(default=180.0, gt=0)  # live account vs database, after the one at boot
     log_level: str = "info"
 
     @field_validator("binance_ws_url", "binance_rest_url", "analysis_url")

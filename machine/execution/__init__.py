@@ -6,7 +6,7 @@ from machine.execution._errors import (ExecutionError, NoPrice, OrderRejected, O
                                        RiskDenied, StalePrice)
 from machine.execution._live import LiveExecutor
 from machine.execution._orders import (Executor, ExitIds, ExitReport, Fill, OrderRequest, Trigger, client_order_id,
-                                       exit_ids, step_order_id)
+                                       exit_ids, exit_list_owner, step_order_id)
 from machine.execution._paper import PaperExecutor
 from machine.execution._rules import SymbolRules
 from machine.execution._service import ExecutionService
@@ -33,5 +33,6 @@ __all__ = [
     "Trigger",
     "client_order_id",
     "exit_ids",
+    "exit_list_owner",
     "step_order_id",
 ]

@@ -89,6 +89,7 @@ class _Closing:
     _on_closed: Callable[[PositionRecord, str], None]
     orders_sent: int
     orders_failed: int
+    in_flight: set[str]
 
     def _position_lock(self, position_id: UUID) -> asyncio.Lock:
         raise NotImplementedError
@@ -188,6 +189,30 @@ class _Closing:
             return False
         return trigger.low < position.stop_loss * (1 - STOP_LIMIT_GAP)
 
+    async def recover_close(self, trade: TradeRecord) -> CloseResult:
+        """Resolve a closing intent left pending (reconciliation): the position closes on the fill the
+        venue reports for its client order id (reason ``reconciled``), or the intent is cancelled when
+        the venue never carried it out. Never sends it.
+
+        Raises:
+            ExecutionError: the venue could not tell (the intent stays pending).
+        """
+        async with self._position_lock(trade.position_id):
+            entry = (await self._repo.positions_with_close_attempts([trade.position_id])).get(trade.position_id)
+            if entry is None or entry[0].status != "open":
+                return None
+            position = entry[0]
+            executor = self._executors[trade.type]
+            known = await executor.query(trade.client_order_id, trade.symbol)
+            if known is None:
+                await self._repo.cancel_trade(trade, "closing order unknown to the venue (reconciliation); not sent")
+                return None
+            base, quote = self._assets(position.symbol, self._rules(position.symbol))
+            intent = CloseIntent(position.id, position.trader_id, position.mode, trade.side, position.symbol,
+                                 trade.client_order_id, trade.quantity)
+            planned = _Planned(-1, CloseRequest(position, "reconciled"), position, executor, base, quote, intent)
+            return (await self._book([(planned, trade, known)]))[0]
+
     async def _book_exit_fill(self, position: PositionRecord, kind: str, client_order_id: str, fill: Fill
                               ) -> CloseResult:
         """Book the fill of the position's exit list leg ``client_order_id`` (``take_profit``/``stop_loss``)
@@ -238,10 +263,15 @@ class _Closing:
 
     async def _send_and_book(self, sending: Sequence[tuple[_Planned, UUID]]) -> list[CloseResult]:
         """Send every written intent's order (concurrently), cancel the intents of failed ones, book the fills."""
-        fills = await asyncio.gather(*(
-            p.executor.submit(OrderRequest(p.intent.client_order_id, p.position.symbol, p.intent.side,
-                                           p.intent.quantity, p.request.trigger))
-            for p, _ in sending), return_exceptions=True)
+        ids = {p.intent.client_order_id for p, _ in sending}
+        self.in_flight |= ids
+        try:
+            fills = await asyncio.gather(*(
+                p.executor.submit(OrderRequest(p.intent.client_order_id, p.position.symbol, p.intent.side,
+                                               p.intent.quantity, p.request.trigger))
+                for p, _ in sending), return_exceptions=True)
+        finally:
+            self.in_flight -= ids
         results: list[CloseResult] = [None] * len(sending)
         to_book: list[tuple[int, tuple[_Planned, TradeRecord, Fill]]] = []
         for i, ((p, trade_id), fill) in enumerate(zip(sending, fills)):

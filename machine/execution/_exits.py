@@ -30,7 +30,7 @@ from uuid import UUID
 import structlog
 
 from machine.execution._errors import ExecutionError, OrderRejected, OutcomeUnknown
-from machine.execution._orders import Executor, Fill, exit_ids
+from machine.execution._orders import Executor, Fill, exit_ids, exit_list_owner
 from machine.execution._rules import round_level
 from machine.persistence import PositionRecord
 
@@ -53,6 +53,8 @@ REPORT_EVERY_S = 1.0
 #: still works means the stop triggered but could not fill: the list is cancelled and the position
 #: closed at market.
 STOP_LIMIT_GAP = Decimal("0.01")
+#: Placements per position (two-digit attempt in the client ids); a refused one does not count.
+MAX_ATTEMPTS = 99
 
 
 def stop_limit_price(stop_loss: Decimal, tick_size: Decimal) -> Decimal:
@@ -151,6 +153,9 @@ class _Exits:
         stop_loss = round_level("long", position.stop_loss, entry, tick)
         stop_limit = stop_limit_price(stop_loss, tick)
         attempt = position.exit_attempt + 1
+        if attempt > MAX_ATTEMPTS:
+            log.error("exits_attempts_exhausted", trader_id=str(position.trader_id), symbol=position.symbol)
+            return position
         ids = exit_ids(position.id, attempt)
         position = await self._repo.set_exit_list(position.id, attempt, None)  # written before it is sent
         tlog = log.bind(trader_id=str(position.trader_id), symbol=position.symbol, list_client_order_id=ids.list_id)
@@ -170,11 +175,33 @@ class _Exits:
         except OrderRejected as exc:
             tlog.warning("exits_refused", error=str(exc), stop_loss=str(position.stop_loss),
                          take_profit=str(position.take_profit))
-            return position
+            # refused, so never placed: the attempt's ids stay free for the next try
+            return await self._repo.set_exit_list(position.id, attempt - 1, None)
         position = await self._repo.set_exit_list(position.id, attempt, list_id)
         tlog.info("exits_placed", order_list_id=list_id, quantity=str(quantity), stop_loss=str(position.stop_loss),
                   take_profit=str(position.take_profit))
         return position
+
+    async def cancel_orphan_list(self, symbol: str, list_client_order_id: str) -> bool:
+        """Cancel a working exit list of ours that its position no longer owns (reconciliation): the
+        position is closed, or the list is not its current attempt (read under the position's lock).
+        Returns whether it was cancelled.
+
+        Raises:
+            ExecutionError: the exchange refused or could not be asked.
+        """
+        owner = exit_list_owner(list_client_order_id)
+        if owner is None:
+            return False
+        position_id, attempt = owner
+        async with self._position_lock(position_id):  # type: ignore[attr-defined]
+            current = await self._repo.position(position_id)
+            if current is not None and current.status == "open" and current.exit_attempt == attempt:
+                return False  # its position's current protection after all
+            cancelled = await self._executors["live"].cancel_exits(symbol, exit_ids(position_id, attempt))  # type: ignore[attr-defined]
+        if cancelled:
+            log.warning("orphan_exits_cancelled", symbol=symbol, list_client_order_id=list_client_order_id)
+        return cancelled
 
     async def _unprotect(self, position: PositionRecord) -> tuple[ExitState, Any]:
         """Cancel the position's working exit list before an order that sells or changes what it

@@ -3,7 +3,9 @@
 "General API Information" on HTTP 5xx, and ``errors.md``).
 
 Every order is a MARKET order sent with the client order id its intent was written under
-(``newClientOrderId``) and ``newOrderRespType=FULL``. What the answer means:
+(``newClientOrderId``) and ``newOrderRespType=FULL``. Every request first takes its weight (and a placing one its orders) from
+the machine's :class:`~machine.market.RequestBudget`, shared with market data; a 429 pauses every
+caller for its ``Retry-After``, a 418 fails every request fast until the ban ends. What the answer means:
 
 * a response: the fill (``executedQty``; the average price ``cummulativeQuoteQty / executedQty``;
   the commission summed over ``fills`` in its ``commissionAsset``);
@@ -36,6 +38,7 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from machine.execution._errors import OrderRejected, OutcomeUnknown, RateLimited
+from machine.market import RequestBudget
 from machine.execution._orders import ExitIds, ExitReport, Fill, OrderRequest
 
 __all__ = ["LiveExecutor"]
@@ -43,6 +46,12 @@ __all__ = ["LiveExecutor"]
 log = structlog.get_logger(__name__)
 
 _UNKNOWN_CODES = frozenset({-1000, -1006, -1007})
+#: Request weight per method (Binance spot API docs: "New order" 1, "Query order" 4, "Account trade
+#: list" 5 with orderId, "Account information" 20, "New Order list - OCO" 1, "Cancel Order list" 1,
+#: "Query Order list" 4, "Query Open Order lists" 6, "Check server time" 1) and the orders a placing one counts (an OCO: 2).
+_WEIGHTS = {"create_order": (1, 1), "get_order": (4, 0), "get_my_trades": (5, 0), "get_account": (20, 0),
+            "create_oco_order": (1, 2), "DELETE orderList": (1, 0), "GET orderList": (4, 0), "GET openOrderList": (6, 0),
+            "get_server_time": (1, 0)}
 _QUANT = Decimal("0.00000001")
 
 
@@ -63,11 +72,13 @@ class LiveExecutor:
         recv_window_ms: ``recvWindow`` of every signed request.
         query_attempts: how many times -2013 is asked again before an order counts as never seen.
         query_delay_s: seconds between those attempts.
+        budget: the machine's request budget, shared with market data (default: one of its own).
     """
 
     def __init__(self, client: AsyncClient, taker_rate: Decimal, *, recv_window_ms: int = 5000,
-                 query_attempts: int = 3, query_delay_s: float = 0.5) -> None:
+                 query_attempts: int = 3, query_delay_s: float = 0.5, budget: RequestBudget | None = None) -> None:
         self._client = client
+        self._budget = budget or RequestBudget()
         self.taker_rate = taker_rate
         self._recv_window = recv_window_ms
         self._query_attempts = query_attempts
@@ -77,6 +88,7 @@ class LiveExecutor:
 
     async def resync_clock(self) -> None:
         """Align the client's timestamps with the server's clock (``GET /api/v3/time``)."""
+        await self._budget.acquire(1)
         server = (await self._client.get_server_time())["serverTime"]
         self._client.timestamp_offset = server - int(time.time() * 1000)
         self.resyncs += 1
@@ -85,7 +97,11 @@ class LiveExecutor:
         """One signed request; -1021 re-syncs and sends once more; errors as the module doc says.
 
         ``method``: an ``AsyncClient`` method, or ``"GET orderList"``-style for an endpoint it lacks."""
+        weight, orders = _WEIGHTS.get(method, (1, 0))
         for attempt in (1, 2):
+            if (banned := self._budget.banned_for()) > 0:
+                raise RateLimited(-1003, f"IP banned by the exchange for {banned:.0f} s more", banned)
+            await self._budget.acquire(weight, orders)
             try:
                 if " " in method:
                     http, path = method.split(" ")
@@ -97,7 +113,9 @@ class LiveExecutor:
                     await self.resync_clock()
                     continue
                 if exc.status_code in (418, 429):
-                    raise RateLimited(exc.code, exc.message, _retry_after(exc)) from None
+                    retry_after = _retry_after(exc)
+                    self._budget.ban(retry_after) if exc.status_code == 418 else self._budget.pause(retry_after)
+                    raise RateLimited(exc.code, exc.message, retry_after) from None
                 if exc.status_code >= 500 or exc.code in _UNKNOWN_CODES:
                     raise OutcomeUnknown(f"{method}: HTTP {exc.status_code} {exc.code}: {exc.message}") from None
                 raise OrderRejected(exc.code, exc.message) from None
@@ -218,6 +236,12 @@ class LiveExecutor:
             kind = "take_profit" if order["clientOrderId"] == ids.take_profit else "stop_loss"
             return ExitReport(list_id, False, (kind, order["clientOrderId"], fill))  # type: ignore[arg-type]
         return ExitReport(list_id, False)
+
+    async def working_lists(self) -> dict[str, str]:
+        """Every EXECUTING order list of the account: ``listClientOrderId`` -> symbol
+        (``GET /api/v3/openOrderList``, weight 6). Raises OrderRejected, RateLimited, OutcomeUnknown."""
+        lists = await self._call("GET openOrderList")
+        return {str(ol["listClientOrderId"]): str(ol["symbol"]) for ol in lists}
 
     @staticmethod
     def _fill(order: Mapping[str, Any], fills: Sequence[Mapping[str, Any]], time_field: str = "transactTime"

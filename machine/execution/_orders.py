@@ -9,7 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 __all__ = ["ExitIds", "ExitReport", "Executor", "Fill", "OrderRequest", "Trigger", "client_order_id", "exit_ids",
-           "step_order_id"]
+           "exit_list_owner", "step_order_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +149,13 @@ def exit_ids(position_id: UUID, attempt: int) -> ExitIds:
         raise ValueError(f"attempt must be 1..99, got {attempt}")
     tail = f"{attempt:02d}{position_id.hex}"
     return ExitIds("x" + tail, "t" + tail, "s" + tail)
+
+
+def exit_list_owner(list_client_order_id: str) -> tuple[UUID, int] | None:
+    """``(position id, attempt)`` of a list client id :func:`exit_ids` made, else None (not ours)."""
+    if len(list_client_order_id) != 35 or list_client_order_id[0] != "x" or not list_client_order_id[1:3].isdigit():
+        return None
+    try:
+        return UUID(hex=list_client_order_id[3:]), int(list_client_order_id[1:3])
+    except ValueError:
+        return None

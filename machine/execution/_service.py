@@ -36,7 +36,7 @@ from machine.execution._closing import MANUAL_EXIT, _Closing, fee_in_quote
 from machine.execution._errors import ExecutionError, NoPrice, OutcomeUnknown, RiskDenied
 from machine.execution._exits import _Exits
 from machine.execution._fill_rules import market_fill_price
-from machine.execution._orders import Executor, Fill, OrderRequest, client_order_id, step_order_id
+from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id, step_order_id
 from machine.execution._rules import SymbolRules, level_problem, market_quantity_problem, notional_problem, round_level
 from machine.money import quantity_for_notional, sl_tp_from_pct
 from machine.persistence import InsufficientFunds, PositionRecord, TradingRepository
@@ -96,6 +96,7 @@ class ExecutionService(_Closing, _Exits):
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._position_locks: dict[UUID, asyncio.Lock] = {}
         self._reported_at: dict[UUID, float] = {}  # position -> when its exit list was last asked about
+        self.in_flight: set[str] = set()  # client order ids being sent now (reconciliation leaves them be)
         self.orders_sent = 0
         self.orders_failed = 0
         self.orders_unresolved = 0  # unknown outcomes the venue could not tell (intents kept pending)
@@ -228,8 +229,10 @@ class ExecutionService(_Closing, _Exits):
             raise RiskDenied("the position was closed by its exit order on the exchange")
 
     async def ensure_exits(self, position: PositionRecord) -> PositionRecord | None:
-        """After a restart: the live long's exit list as the exchange has it, placed when none works
-        (``_exits``). Returns the position, or None when a leg had filled (it is booked closed).
+        """The live long's exit list as the exchange has it, placed when none works (``_exits``; at start,
+        shutdown and reconciliation). A level the price has already crossed cannot be placed (the
+        exchange refuses an OCO that would trigger at once): the position is closed at market for it.
+        Returns the position, or None when it closed (a leg had filled, or a crossed level).
 
         Raises:
             ExecutionError: the exchange could not be asked.
@@ -239,9 +242,28 @@ class ExecutionService(_Closing, _Exits):
             if current is None or current.status != "open":
                 return None
             protected = await self._protect(current)
-        if protected is not None:
-            self._on_opened(protected)
+        if protected is None:
+            return None
+        self._on_opened(protected)
+        trigger = self._crossed(protected) if protected.exit_order_list_id is None else None
+        if trigger is not None and self._protected(protected):
+            self._reported_at.pop(protected.id, None)  # just asked: the close asks again, then sells at market
+            log.warning("exit_level_crossed_unprotected", trader_id=str(protected.trader_id), symbol=protected.symbol,
+                        level=trigger.kind)
+            await self.close(protected, trigger.kind, trigger)
+            return None
         return protected
+
+    def _crossed(self, position: PositionRecord) -> Trigger | None:
+        """The level of a long the last price has crossed (stop-loss first), or None."""
+        price = self._last_price(position.symbol)
+        if price is None or position.side != "long":
+            return None
+        if position.stop_loss is not None and price <= position.stop_loss:
+            return Trigger("stop_loss", position.stop_loss, price, price, price)
+        if position.take_profit is not None and price >= position.take_profit:
+            return Trigger("take_profit", position.take_profit, price, price, price)
+        return None
 
     async def recover_open(self, trade: Any) -> PositionRecord | None:
         """Resolve an opening intent a restart left pending by asking the venue for its client order id:
@@ -534,6 +556,7 @@ class ExecutionService(_Closing, _Exits):
     async def _send(self, executor: Executor, trade: Any, order: OrderRequest) -> Fill:
         """Send the order of a written intent: its fill. An unknown outcome is resolved by asking
         (:meth:`_resolve_unknown`); any other failure cancels the intent and is raised."""
+        self.in_flight.add(order.client_order_id)
         try:
             fill = await executor.submit(order)
         except OutcomeUnknown:
@@ -542,6 +565,8 @@ class ExecutionService(_Closing, _Exits):
             self.orders_failed += 1
             await self._repo.cancel_trade(trade, f"order failed: {exc}")
             raise
+        finally:
+            self.in_flight.discard(order.client_order_id)
         self.orders_sent += 1
         return fill
 

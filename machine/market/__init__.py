@@ -3,6 +3,7 @@
 See :class:`BinanceRest`, :class:`KlineStream` and :class:`MarketFeed`.
 """
 
+from ._budget import RequestBudget, rate_limits
 from ._errors import (
     InvalidRequest,
     InvalidSymbol,
@@ -21,6 +22,8 @@ from ._stream import DEFAULT_WS_URL, KlineStream, StreamState, kline_stream_name
 
 __all__ = [
     "BinanceRest",
+    "RequestBudget",
+    "rate_limits",
     "KlineStream",
     "StreamState",
     "MarketFeed",

@@ -2,11 +2,11 @@
 
 Weights per request (Binance Spot API docs, "Market Data endpoints"):
 ``exchangeInfo`` 20, ``klines`` 2, ``ticker/24hr`` with one symbol 2, ``time`` 1.
-The budget is the ``REQUEST_WEIGHT`` limit per minute (6000 on Binance today,
-updated from ``exchangeInfo.rateLimits``) times ``weight_share``, enforced with an
-``aiolimiter.AsyncLimiter`` before each request. The server's running total in
-the ``X-MBX-USED-WEIGHT-1M`` response header is read after every response; when
-it reaches the budget, requests wait for the next minute.
+Every request takes its weight from the machine's :class:`~machine.market.RequestBudget`
+(shared with live orders): the ``REQUEST_WEIGHT`` limit per minute (6000 on Binance
+today, updated from ``exchangeInfo.rateLimits``) times ``weight_share``. The server's
+running total in the ``X-MBX-USED-WEIGHT-1M`` response header is read after every
+response; when it reaches the budget, requests wait for the next minute.
 
 Retries (tenacity): network errors, timeouts, HTTP 5xx and 429, with capped
 exponential backoff and jitter; a 429 waits the ``Retry-After`` seconds and holds
@@ -18,20 +18,19 @@ docs, "LIMITS" -> "IP Limits".
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import aiohttp
 import numpy as np
 import structlog
-from aiolimiter import AsyncLimiter
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from machine.store import check_interval
 
+from ._budget import RequestBudget
 from ._errors import (
     InvalidRequest,
     InvalidSymbol,
@@ -42,7 +41,7 @@ from ._errors import (
     RateLimited,
 )
 from ._events import SymbolInfo, TickerEvent
-from ._exchange_info import parse_exchange_symbols, request_weight_limit
+from ._exchange_info import parse_exchange_symbols
 from ._parse import klines_to_array, ticker_from_rest
 
 __all__ = ["BinanceRest", "DEFAULT_REST_URL"]
@@ -87,6 +86,8 @@ class BinanceRest:
         weight_share: part of it this client may use (headroom for other callers).
         max_attempts: attempts per call, first one included.
         backoff_max_s: cap of the exponential backoff between attempts.
+        budget: the machine's request budget, shared with live orders (default: one of its own
+            from ``weight_limit_1m`` and ``weight_share``).
 
     The underlying ``AsyncClient`` is built on first use (no request before it);
     :meth:`close` releases its HTTP session. Usable as ``async with``.
@@ -101,22 +102,17 @@ class BinanceRest:
         weight_share: float = 0.8,
         max_attempts: int = 4,
         backoff_max_s: float = 10.0,
+        budget: RequestBudget | None = None,
     ) -> None:
-        if not 0 < weight_share <= 1:
-            raise ValueError(f"weight_share must be in (0, 1], got {weight_share}")
+        self.budget = budget or RequestBudget(weight_limit_1m, share=weight_share)
         self._url = rest_url.rstrip("/")
         self._timeout_s = timeout_s
-        self._weight_share = weight_share
         self._max_attempts = max(1, max_attempts)
         self._backoff_max_s = backoff_max_s
         # full jitter: uniform in [0, min(backoff_max_s, 0.2 s * 2**attempt)]
         self._backoff = wait_random_exponential(multiplier=0.2, max=backoff_max_s)
         self._client: AsyncClient | None = None
         self._closed = False
-        self._set_weight_limit(weight_limit_1m)
-        self._paused_until = 0.0  # loop time
-        self._banned_until = 0.0  # loop time
-        self.used_weight_1m: int | None = None
         self.requests = 0
         self.retries = 0
         self.failures = 0
@@ -131,9 +127,7 @@ class BinanceRest:
             MarketUnavailable, IpBanned, InvalidRequest, MalformedMessage.
         """
         info = await self._call(WEIGHT_EXCHANGE_INFO, "exchangeInfo", lambda c: c.get_exchange_info())
-        limit = request_weight_limit(info)
-        if limit is not None and limit != self.weight_limit_1m:
-            self._set_weight_limit(limit)
+        self.budget.adopt(info)
         return parse_exchange_symbols(info, quote_asset)
 
     async def klines(self, symbol: str, interval: str, limit: int = 500, *, end_ms: int | None = None) -> np.ndarray:
@@ -193,12 +187,17 @@ class BinanceRest:
     @property
     def weight_limit_1m(self) -> int:
         """The exchange's REQUEST_WEIGHT per minute this client plans against."""
-        return self._weight_limit
+        return self.budget.weight_limit_1m
 
     @property
     def weight_budget_1m(self) -> int:
         """The weight per minute this client allows itself."""
-        return self._budget
+        return self.budget.weight_budget_1m
+
+    @property
+    def used_weight_1m(self) -> int | None:
+        """The exchange's running weight count from the last response (``X-MBX-USED-WEIGHT-1M``)."""
+        return self.budget.used_weight_1m
 
     def stats(self) -> dict[str, int | None]:
         """Counters for ``/metrics``."""
@@ -207,7 +206,7 @@ class BinanceRest:
             "retries": self.retries,
             "failures": self.failures,
             "used_weight_1m": self.used_weight_1m,
-            "weight_budget_1m": self._budget,
+            "weight_budget_1m": self.weight_budget_1m,
         }
 
     async def close(self) -> None:
@@ -224,11 +223,6 @@ class BinanceRest:
         await self.close()
 
     # ------------------------------------------------------------------ internals
-    def _set_weight_limit(self, limit: int) -> None:
-        self._weight_limit = limit
-        self._budget = max(WEIGHT_EXCHANGE_INFO, int(limit * self._weight_share))
-        self._limiter = AsyncLimiter(self._budget, 60)
-
     @staticmethod
     def _check_symbol(symbol: str) -> str:
         if not isinstance(symbol, str) or not symbol.isalnum():
@@ -253,20 +247,7 @@ class BinanceRest:
         return self._client
 
     async def _on_response(self, _session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
-        used = params.response.headers.get("X-MBX-USED-WEIGHT-1M")
-        if used is None or not used.isdigit():
-            return
-        self.used_weight_1m = int(used)
-        if self.used_weight_1m >= self._budget:
-            pause_s = 60.0 - (time.time() % 60.0)
-            self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + pause_s)
-            _log.warning("rest_weight_budget_reached", used_weight_1m=self.used_weight_1m, pause_s=round(pause_s, 1))
-
-    async def _throttle(self, weight: int) -> None:
-        loop = asyncio.get_running_loop()
-        while (wait := self._paused_until - loop.time()) > 0:
-            await asyncio.sleep(wait)
-        await self._limiter.acquire(weight)
+        self.budget.observe(params.response.headers)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -274,7 +255,7 @@ class BinanceRest:
         backoff = self._backoff(state)
         if isinstance(exc, BinanceAPIException) and exc.status_code == 429:
             delay = retry_after if retry_after is not None else backoff
-            self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + delay)
+            self.budget.pause(delay)
             return delay
         return backoff
 
@@ -290,8 +271,7 @@ class BinanceRest:
         request: Callable[[AsyncClient], Awaitable[_T]],
         symbol: str | None = None,
     ) -> _T:
-        loop = asyncio.get_running_loop()
-        if (ban := self._banned_until - loop.time()) > 0:
+        if (ban := self.budget.banned_for()) > 0:
             raise IpBanned(f"{endpoint}: IP banned by the exchange for {ban:.0f} s more", ban)
         client = self._get_client()
         retrying = AsyncRetrying(
@@ -304,7 +284,7 @@ class BinanceRest:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._throttle(weight)
+                    await self.budget.acquire(weight)
                     self.requests += 1
                     return await request(client)
         except MarketDataError:
@@ -321,8 +301,7 @@ class BinanceRest:
             text = f"{endpoint}: HTTP {status} (code {code}): {message}"
             if status == 418:
                 ban = _retry_after_s(exc) or _DEFAULT_BAN_S
-                self._banned_until = asyncio.get_running_loop().time() + ban
-                _log.error("rest_ip_banned", retry_after_s=ban)
+                self.budget.ban(ban)
                 return IpBanned(text, ban)
             if status == 429:
                 return RateLimited(text, _retry_after_s(exc))

@@ -10,7 +10,9 @@ the :class:`~machine.execution.Trigger` the fill is priced from. When both are
 crossed in one update, stop-loss wins: the conservative reading of an
 ambiguous candle. Every position one update (or one safety-net pass) crosses is
 closed in one batch (``ExecutionService.close_many``): a move through many stops
-books them together instead of one after another.
+books them together instead of one after another. A position whose close failed is
+tried again on a later price, not before a backoff (1 s doubling to ``MAX_BACKOFF_S``):
+an exchange refusing orders is not hammered, and each try's client order id is spent.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from machine.persistence import PositionRecord
 __all__ = ["PositionMonitor", "exit_trigger"]
 
 log = structlog.get_logger(__name__)
+
+#: Longest wait (seconds) before a position whose closes keep failing is tried again.
+MAX_BACKOFF_S = 60.0
 
 
 def exit_trigger(position: PositionRecord, low: Decimal, high: Decimal, last: Decimal) -> Trigger | None:
@@ -65,6 +70,7 @@ class PositionMonitor:
         close: closes a batch of positions (:data:`Closer`; the execution service's ``close_many``).
         interval_s: check period in seconds.
         latency: where exits fired by a price update record their latency (update -> close committed).
+        clock: monotonic seconds (the backoff's clock).
     """
 
     def __init__(
@@ -73,13 +79,16 @@ class PositionMonitor:
         close: Closer,
         interval_s: float = 1.0,
         latency: LatencyBook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._last_price = last_price
         self._close = close
         self._interval_s = interval_s
         self._latency = latency
         self._positions: dict[UUID, PositionRecord] = {}
         self._closing: set[UUID] = set()
+        self._failures: dict[UUID, tuple[int, float]] = {}  # position -> (failed closes in a row, retry not before)
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[int]] = set()
         self.checks = 0
@@ -95,8 +104,9 @@ class PositionMonitor:
         """
         arrived = time.perf_counter()
         batch = []
+        now = self._clock()
         for position in list(self._positions.values()):
-            if position.symbol != symbol or position.id in self._closing:
+            if position.symbol != symbol or position.id in self._closing or self._backing_off(position.id, now):
                 continue
             trigger = exit_trigger(position, low, high, last)
             if trigger is not None:
@@ -123,17 +133,26 @@ class PositionMonitor:
                 self._closing.discard(position.id)
         for (position, trigger), result in zip(batch, results):
             if isinstance(result, Exception):
+                failures = self._failures.get(position.id, (0, 0.0))[0] + 1
+                backoff = min(MAX_BACKOFF_S, 2.0 ** (failures - 1))
+                self._failures[position.id] = (failures, self._clock() + backoff)
                 log.error("position_close_failed", trader_id=str(position.trader_id), symbol=position.symbol,
-                          reason=trigger.kind, error=str(result))
+                          reason=trigger.kind, error=str(result), retry_in_s=backoff)
             elif result is not None:  # None: already closed
+                self._failures.pop(position.id, None)
                 closed += 1
                 if self._latency is not None and arrived is not None:
                     self._latency.record_exit(str(position.trader_id), position.symbol, trigger.kind, arrived)
         self.exits += closed
         return closed
 
+    def _backing_off(self, position_id: UUID, now: float) -> bool:
+        failed = self._failures.get(position_id)
+        return failed is not None and now < failed[1]
+
     def forget(self, position_id: UUID) -> None:
         self._positions.pop(position_id, None)
+        self._failures.pop(position_id, None)
 
     @property
     def positions(self) -> list[PositionRecord]:
@@ -158,8 +177,9 @@ class PositionMonitor:
         """Check every position once against its symbol's last price; returns how many were closed."""
         self.checks += 1
         batch = []
+        now = self._clock()
         for position in list(self._positions.values()):
-            if position.id in self._closing:
+            if position.id in self._closing or self._backing_off(position.id, now):
                 continue
             price = self._last_price(position.symbol)
             if price is None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import structlog
 from binance import AsyncClient
 
 from machine.credentials import ExchangeCredentials
 from machine.execution import ExecutionError, LiveExecutor
+from machine.market import RequestBudget
 
 __all__ = ["LiveVenue", "VenueUnavailable"]
 
@@ -37,17 +39,26 @@ class LiveVenue:
         rest_url: base URL without ``/api`` (``https://api.binance.com``; the simulator's in tests).
         recv_window_ms: ``recvWindow`` of every signed request.
         timeout_s: per request; past it an order's outcome is unknown (``OutcomeUnknown``).
+        budget: the machine's request budget, shared with market data (``BinanceRest.budget``).
     """
 
     def __init__(self, credentials: ExchangeCredentials, rest_url: str, *, recv_window_ms: int = 5000,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, budget: RequestBudget | None = None) -> None:
+        self.budget = budget or RequestBudget()
+        trace = aiohttp.TraceConfig()  # every response's weight and order counts feed the shared budget
+        trace.on_request_end.append(self._on_response)
         # Not AsyncClient.create(): it pings the exchange before returning.
-        self._client = AsyncClient(api_key=credentials.api_key, api_secret=credentials.api_secret)
+        self._client = AsyncClient(api_key=credentials.api_key, api_secret=credentials.api_secret,
+                                   session_params={"trace_configs": [trace]})
         self._client.API_URL = rest_url.rstrip("/") + "/api"
         self._client.REQUEST_TIMEOUT = timeout_s
-        self.executor = LiveExecutor(self._client, Decimal("0.001"), recv_window_ms=recv_window_ms)
+        self.executor = LiveExecutor(self._client, Decimal("0.001"), recv_window_ms=recv_window_ms,
+                                     budget=self.budget)
         self.balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.maker_rate = Decimal("0.001")
+
+    async def _on_response(self, _session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        self.budget.observe(params.response.headers)
 
     @property
     def taker_rate(self) -> Decimal:

@@ -64,6 +64,11 @@ def test_the_timing_rule():
     check_timing(ok, 1_000_000 - 999)  # less than a second ahead: accepted
     check_timing({"timestamp": "1000000000000000"}, 1_000_000_000_000 + 10)  # 16 digits: microseconds
     assert code_of(check_timing, {**ok, "recvWindow": "60001"}, 1_000_000)[0] == -1131
+    # a replay 60 times faster than the wall clock: the tolerances are wall time, 60 times the replay ms
+    check_timing(ok, 1_000_000 + 5000 * 60, scale=60)
+    assert code_of(check_timing, ok, 1_000_000 + 5000 * 60 + 1, scale=60)[0] == -1021
+    check_timing(ok, 1_000_000 - 59_999, scale=60)
+    assert code_of(check_timing, ok, 1_000_000 - 60_000, scale=60)[0] == -1021
     assert code_of(check_timing, {}, 1_000_000)[0] == -1102
     assert code_of(check_timing, {"timestamp": "12a"}, 1_000_000)[0] == -1100
 

@@ -202,7 +202,7 @@ async def test_hostile_frames_get_binance_s_errors_and_the_connection_keeps_work
         assert (answer["status"], answer["error"]) == (400, {"code": -1022,
                                                              "msg": "Signature for this request is not valid."})
         assert "rateLimits" not in answer
-        stale = await raw.send("account.status", **ed_signed(sim, age_ms=120_000))  # signed, but 2 min old
+        stale = await raw.send("account.status", **ed_signed(sim, age_ms=int(120_000 * sim.speed)))  # 2 wall min old
         assert stale["error"] == {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}
         params = {"apiKey": KEY, "timestamp": sim.now_ms(), "recvWindow": 60000}
         payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))

@@ -5,6 +5,7 @@ exchange, never two); rejections and 429s are definite; -1021 re-syncs once."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -92,3 +93,39 @@ async def test_a_clock_offset_is_re_synced_once_and_the_order_sent_once(live):
     fill = await executor.submit(OrderRequest("o01clock", "BTCUSDT", "SELL", D("0.01000")))
     assert fill.quantity == D("0.01") and fill.fee_asset == "USDT" and executor.resyncs == 2
     assert orders_placed(sim, "o01clock") == 1
+
+
+async def test_orders_and_market_data_share_one_budget_a_429_pauses_both_a_418_stops_both(live):
+    """One RequestBudget for the machine: the weight an order's response reports is the budget's, a 429 on
+    an order holds the next market-data request for its Retry-After, and a 418 fails it fast."""
+    from machine.credentials import ExchangeCredentials
+    from machine.market import BinanceRest, IpBanned, RequestBudget
+    from machine.venue import LiveVenue
+
+    sim, _, _ = live
+    budget = RequestBudget()
+    rest = BinanceRest(sim.rest_url, budget=budget)
+    venue = LiveVenue(ExchangeCredentials(KEY, SECRET), sim.rest_url, recv_window_ms=60000, budget=budget)
+    try:
+        await rest.exchange_symbols("USDT")
+        await venue.start()
+        assert budget.used_weight_1m is not None and budget.used_weight_1m >= 20 + 20  # exchangeInfo + account
+        sim.faults.add(Fault("rate_limit", target="POST /api/v3/order", retry_after=1))
+        with pytest.raises(RateLimited) as info:
+            await venue.executor.submit(OrderRequest("o01limited", "BTCUSDT", "BUY", D("0.01000")))
+        assert info.value.retry_after_s == 1
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await rest.server_time_ms()  # market data waits out the order's Retry-After
+        assert loop.time() - t0 >= 0.9
+        sim.faults.add(Fault("rate_limit", target="POST /api/v3/order", status=418, retry_after=120))
+        with pytest.raises(RateLimited):
+            await venue.executor.submit(OrderRequest("o01banned", "BTCUSDT", "BUY", D("0.01000")))
+        with pytest.raises(IpBanned):
+            await rest.server_time_ms()
+        with pytest.raises(RateLimited):  # and the next order fails fast, unsent
+            await venue.executor.submit(OrderRequest("o01unsent", "BTCUSDT", "BUY", D("0.01000")))
+        assert orders_placed(sim, "o01unsent") == 0
+    finally:
+        await rest.close()
+        await venue.close()

@@ -18,6 +18,7 @@ from machine.execution import LiveExecutor, exit_ids
 from machine.persistence import SignalRepository, TradingRepository
 
 from machine_harness import LIVE_KEY, LIVE_SECRET, LIVE_START_USDT, add_trader, wait_for
+from live_testkit import audit
 from test_machine_e2e import ALWAYS
 
 pytestmark = pytest.mark.timeout(240)
@@ -31,6 +32,12 @@ def live_env() -> dict[str, str]:
 
 async def fetch(pool, sql: str, *args):
     return [dict(r) for r in await pool.fetch(sql, *args)]
+
+
+def of_position(sim, position_id) -> list[str]:
+    """Client order ids of every order on the exchange for one position (each as often as it was accepted)."""
+    return sorted(o.client_order_id for o in sim.accounts.books[LIVE_KEY].orders.values()
+                  if o.client_order_id.endswith(position_id.hex))
 
 
 def exchange_orders(sim) -> dict[str, object]:
@@ -228,7 +235,7 @@ async def test_an_exit_executed_while_the_machine_was_down_is_booked_at_restart(
         report = await wait_for(executed, 120, "a leg of the exit list to fill on the exchange")
     finally:
         await client.close_connection()
-    orders_before = sorted(exchange_orders(sim))
+    orders_before = of_position(sim, position["id"])
     await machine.start()
     closed = await pool.fetchrow("SELECT * FROM positions WHERE id = $1", position["id"])
     kind, leg_id, fill = report.filled
@@ -236,6 +243,97 @@ async def test_an_exit_executed_while_the_machine_was_down_is_booked_at_restart(
     assert (closed["status"], closed["close_reason"]) == ("closed", kind)
     assert (close["client_order_id"], close["status"], close["price"], close["quantity"], close["fee"]) == (
         leg_id, "filled", fill.price, fill.quantity, fill.fee)
-    assert sorted(exchange_orders(sim)) == orders_before, "the restart sent nothing"
+    assert of_position(sim, position["id"]) == orders_before, "the restart sent nothing for the position"
     await machine.post("/shutdown", token=machine.token)
     assert machine.proc.wait(30) == 0
+
+
+async def outside_client(sim) -> AsyncClient:
+    """The subscriber trading the same account by hand (python-binance, clock synced)."""
+    client = AsyncClient(api_key=LIVE_KEY, api_secret=LIVE_SECRET)
+    client.API_URL = sim.rest_url + "/api"
+    client.timestamp_offset = (await client.get_server_time())["serverTime"] - int(time.time() * 1000)
+    return client
+
+
+async def test_coins_sold_outside_the_machine_halt_the_trader_with_what_differs(machine_stack):
+    """The exits are cancelled and the coins sold by hand on the exchange: reconciliation finds the
+    account short of what the open position holds, halts the trader (HALTED, the amounts in the reason,
+    shown in /health) and keeps the position open: nothing is assumed flat."""
+    make_machine, pool, user_id, sim = machine_stack
+    trader = await add_trader(pool, user_id, "live", ALWAYS, mode="live", **WIDE)
+    machine = make_machine(**live_env(), RECONCILE_INTERVAL_S="0.5")
+    await machine.start()
+
+    async def protected():
+        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
+                                   trader)
+
+    position = await wait_for(protected, 60, "the position's exits on the exchange")
+    client = await outside_client(sim)
+    try:
+        await client._request_api("delete", "orderList", True, data={
+            "symbol": "BTCUSDT", "listClientOrderId": exit_ids(position["id"], 1).list_id, "recvWindow": 60000})
+        free = sim.accounts.books[LIVE_KEY].balances["BTC"][0].quantize(D("0.00001"), ROUND_DOWN)
+        await client.create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=format(free, "f"),
+                                  newClientOrderId="by-hand-1", recvWindow=60000)
+    finally:
+        await client.close_connection()
+
+    async def halted():
+        health = (await machine.get("/health")).json()
+        return health["reconciliation"]["halted"] or None
+
+    [entry] = await wait_for(halted, 60, "reconciliation to halt the trader")
+    assert entry["traderId"] == str(trader) and "BTC" in entry["reason"] and "short by" in entry["reason"]
+    state = await pool.fetchrow("SELECT state, reason FROM risk_states WHERE scope = 'trader' AND subject_id = $1",
+                                trader)
+    assert (state["state"], state["reason"]) == ("HALTED", entry["reason"])
+    assert await pool.fetchval("SELECT status FROM positions WHERE id = $1", position["id"]) == "open"
+    await machine.post("/shutdown", token=machine.token)
+    assert machine.proc.wait(30) == 0
+
+
+async def test_a_close_sent_before_a_kill_is_booked_from_the_exchange_at_boot(machine_stack):
+    """Killed between a close's send and its answer: the closing intent is pending and the exchange
+    filled it. At boot, reconciliation asks for its client order id and books the fill; the audit of
+    the exchange against the database is sound and nothing was sent again."""
+    make_machine, pool, user_id, sim = machine_stack
+    trader = await add_trader(pool, user_id, "live", ALWAYS, mode="live", **WIDE)
+    machine = make_machine(**live_env())
+    await machine.start()
+
+    async def protected():
+        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
+                                   trader)
+
+    position = await wait_for(protected, 60, "the position's exits on the exchange")
+    machine.kill()
+    quantity = position["size"].quantize(D("0.00001"), ROUND_DOWN)
+    coid = "c01" + position["id"].hex
+    await pool.execute(  # what the killed machine wrote before sending (its exits cancelled first)
+        "INSERT INTO trades (position_id, trader_id, user_id, type, purpose, side, symbol, client_order_id, quantity, "
+        "status) VALUES ($1, $2, $3, 'live', 'close', 'SELL', 'BTCUSDT', $4, $5, 'pending')",
+        position["id"], trader, user_id, coid, quantity)
+    await pool.execute("UPDATE positions SET exit_order_list_id = NULL WHERE id = $1", position["id"])
+    client = await outside_client(sim)
+    try:  # ... and what reached the exchange
+        await client._request_api("delete", "orderList", True, data={
+            "symbol": "BTCUSDT", "listClientOrderId": exit_ids(position["id"], 1).list_id, "recvWindow": 60000})
+        await client.create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=format(quantity, "f"),
+                                  newClientOrderId=coid, recvWindow=60000)
+    finally:
+        await client.close_connection()
+    orders_before = of_position(sim, position["id"])
+    await machine.start()
+    closed = await pool.fetchrow("SELECT status, close_reason FROM positions WHERE id = $1", position["id"])
+    assert (closed["status"], closed["close_reason"]) == ("closed", "reconciled")
+    sell = exchange_orders(sim)[coid]
+    row = await pool.fetchrow("SELECT status, binance_order_id FROM trades WHERE client_order_id = $1", coid)
+    assert (row["status"], row["binance_order_id"]) == ("filled", sell.order_id)
+    assert of_position(sim, position["id"]) == orders_before, "nothing was sent again for the position"
+    sim.freeze()
+    await machine.post("/shutdown", token=machine.token)
+    assert machine.proc.wait(30) == 0
+    report = await audit(pool, sim, LIVE_KEY, {"USDT": D(LIVE_START_USDT)})
+    assert report.sound, report

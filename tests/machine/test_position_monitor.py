@@ -146,7 +146,8 @@ async def test_every_position_one_update_crosses_is_closed_in_one_batch_and_a_fa
         batches.append([p.id.hex[:1] for p, _ in batch])
         return [RuntimeError("order rejected") if p.id.hex[:1] in fail else (D(0), D(0)) for p, _ in batch]
 
-    monitor = PositionMonitor(store.last_price, close_many)
+    now = [0.0]
+    monitor = PositionMonitor(store.last_price, close_many, clock=lambda: now[0])
     store.add_price_listener(monitor.on_price)
     store.apply_kline(kline(T0, 100, 101, 99, 100, T0 + 1000))
     stops = {"a": D("97"), "b": D("96"), "c": D("90")}
@@ -159,7 +160,11 @@ async def test_every_position_one_update_crosses_is_closed_in_one_batch_and_a_fa
     assert sorted(p.id.hex[:1] for p in monitor.positions) == ["a", "b", "c"]  # closes forget via on_closed
     monitor.forget(uuid.UUID("a" * 32))
     fail.clear()
-    store.apply_kline(kline(T0, 100, 101, 94, 99, T0 + 3000))  # a new low: b is retried
+    store.apply_kline(kline(T0, 100, 101, 94, 99, T0 + 3000))  # a new low within b's backoff (1 s): not yet
+    await monitor.stop()
+    assert len(batches) == 1
+    now[0] = 1.0
+    store.apply_kline(kline(T0, 100, 101, 93, 99, T0 + 4000))  # after it: b is retried
     await monitor.stop()
     assert [sorted(b) for b in batches][1:] == [["b"]] and monitor.exits == 2
     store.close()
