@@ -54,7 +54,7 @@ from machine.signals import SignalPipeline
 from machine.store import MarketStore
 from machine.timers import INTERVAL_MS, Schedule, ScheduleError, Timers, intervals_needed, parse_schedule
 from machine.traders import TraderConfig
-from machine.venue import LiveVenue, VenueUnavailable
+from machine.venue import LiveVenue, UserStream, VenueUnavailable
 from sandbox import FilterRejected, SandboxPool
 
 __all__ = ["Machine"]
@@ -184,6 +184,14 @@ class Machine:
                                          execution=self.execution, base_asset=self._base_asset,
                                          halt=self._halt_trader, interval_s=s.reconcile_interval_s)
             await self.reconciler.run_once()
+            assert self.credentials is not None
+            # fills, list ends and balances as they happen; every (re)subscription reconciles first
+            self.user_stream: UserStream | None = UserStream(
+                s.binance_ws_api_url, self.credentials, self.reconciler.on_event, self.reconciler.run_once,
+                clock_ms=self.venue.server_ms, recv_window_ms=s.live_recv_window_ms)
+            await self.user_stream.start()
+        else:
+            self.user_stream = None
 
         self.timers.start()
         if self.reconciler is not None:
@@ -213,6 +221,8 @@ class Machine:
             self._log.warning("shutdown_with_ticks_running")
         await self.monitor.stop()
         await self.pipeline.drain()
+        if self.user_stream is not None:
+            await self.user_stream.stop()
         if self.reconciler is not None:
             await self.reconciler.stop()
         await self._settle_exits()
@@ -534,6 +544,7 @@ class Machine:
             "sandbox": dict(self.sandbox.health()),
             "stalePrices": self._stale_symbols(),
             "reconciliation": self.reconciler.health() if self.reconciler is not None else None,
+            "userStream": self.user_stream.stats() if self.user_stream is not None else None,
         }
 
     def _stale_symbols(self) -> list[str]:

@@ -29,6 +29,7 @@ class MachineSettings(BaseSettings):
     database_url: SecretStr
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
+    binance_ws_api_url: str = "wss://ws-api.binance.com:443/ws-api/v3"  # WebSocket API: the user data stream
     analysis_url: str = "http://127.0.0.1:8700/analyze-signal"
     analysis_token: SecretStr
     machine_token: SecretStr
@@ -55,7 +56,7 @@ class MachineSettings(BaseSettings):
     reconcile_interval_s: float = Field(default=180.0, gt=0)  # live account vs database, after the one at boot
     log_level: str = "info"
 
-    @field_validator("binance_ws_url", "binance_rest_url", "analysis_url")
+    @field_validator("binance_ws_url", "binance_rest_url", "binance_ws_api_url", "analysis_url")
     @classmethod
     def _url(cls, value: str) -> str:
         if "://" not in value:

@@ -8,7 +8,7 @@ import orjson
 __all__ = ["SUPPORTED_SCHEMA_VERSIONS", "SchemaMismatch", "check_schema", "open_pool"]
 
 #: Schema versions (``schema_migrations.version`` maximum) this machine runs on.
-SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14})
 
 
 class SchemaMismatch(RuntimeError):

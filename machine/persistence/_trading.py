@@ -430,6 +430,18 @@ class TradingRepository:
             raise LookupError(f"no position {position_id}")
         return PositionRecord.from_row(row)
 
+    async def save_exchange_balances(self, user_id: UUID, balances: dict[str, tuple[Decimal, Decimal]]) -> None:
+        """Record the live account's balances as the exchange reported them: asset -> (free, locked)."""
+        if not balances:
+            return
+        await self._pool.execute(
+            "INSERT INTO exchange_balances (user_id, asset, free, locked) "
+            "SELECT $1, u.asset, u.free, u.locked FROM unnest($2::text[], $3::numeric[], $4::numeric[]) "
+            "AS u(asset, free, locked) ON CONFLICT (user_id, asset) DO UPDATE SET free = EXCLUDED.free, "
+            "locked = EXCLUDED.locked, updated_at = NOW()",
+            user_id, list(balances), [f for f, _ in balances.values()], [lk for _, lk in balances.values()],
+        )
+
     async def open_positions(self, user_id: UUID) -> list[PositionRecord]:
         rows = await self._pool.fetch(
             "SELECT * FROM positions WHERE user_id = $1 AND status = 'open' ORDER BY opened_at", user_id

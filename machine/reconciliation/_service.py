@@ -26,6 +26,7 @@ import structlog
 
 from machine.execution import ExecutionError, ExecutionService
 from machine.persistence import TradingRepository
+from machine.reconciliation._events import Balances, event_actions
 from machine.reconciliation._plan import (Action, CancelList, DbState, ExchangeState, Halt, LivePosition,
                                           PendingIntent, ResolveIntent, SettleExits, plan, stable)
 from machine.venue import LiveVenue
@@ -103,6 +104,7 @@ class Reconciler:
         try:
             await self._venue.refresh()
             balances = {asset: free + locked for asset, (free, locked) in self._venue.balances.items()}
+            await self._trading.save_exchange_balances(self._user_id, self._venue.balances)
         except ExecutionError as exc:
             log.warning("reconciliation_report_missing", report="account", error=str(exc))
         try:
@@ -162,6 +164,24 @@ class Reconciler:
                     await self._halt(action.trader_id, action.reason)
         except ExecutionError as exc:  # the exchange could not tell: the next run asks again
             log.warning("reconciliation_action_failed", action=type(action).__name__, error=str(exc))
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        """A user data stream event (``_events.event_actions``): an exit list's leg or list that ended
+        settles its position's exits at once (the fill is booked); balances replace the snapshot's."""
+        for action in event_actions(event):
+            if isinstance(action, Balances):
+                self._venue.apply_balances(dict(action.balances))
+                await self._trading.save_exchange_balances(self._user_id, dict(action.balances))
+                continue
+            record = await self._trading.position(action.position_id)
+            if record is None or record.status != "open" or record.mode != "live":
+                continue
+            self.actions["StreamSettleExits"] += 1
+            try:
+                await self._execution.ensure_exits(record)
+            except ExecutionError as exc:  # the next run asks again
+                log.warning("stream_settle_failed", trader_id=str(record.trader_id), symbol=record.symbol,
+                            error=str(exc))
 
     def health(self) -> dict[str, Any]:
         """For ``/health``: when it last ran, what it did, and the traders it halted with the reason."""

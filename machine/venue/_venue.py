@@ -10,6 +10,7 @@ is :meth:`start` (clock sync, first snapshot; the keys are checked by the exchan
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -92,6 +93,14 @@ class LiveVenue:
             self.executor.taker_rate = Decimal(rates["taker"])
             self.maker_rate = Decimal(rates.get("maker", rates["taker"]))
         self.balances = {b["asset"]: (Decimal(b["free"]), Decimal(b["locked"])) for b in account.get("balances", ())}
+
+    def apply_balances(self, balances: dict[str, tuple[Decimal, Decimal]]) -> None:
+        """Balances the user data stream reported (``outboundAccountPosition``): asset -> (free, locked)."""
+        self.balances = {**self.balances, **balances}
+
+    def server_ms(self) -> int:
+        """The exchange's clock as last synced (ms since the epoch): what signed requests carry as ``timestamp``."""
+        return int(time.time() * 1000) + int(self._client.timestamp_offset or 0)
 
     def free(self, asset: str) -> Decimal:
         """Free balance of ``asset`` in the last snapshot (0 when the account holds none)."""

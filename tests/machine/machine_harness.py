@@ -202,6 +202,7 @@ async def machine_stack(db_url, binance_data, tmp_path, request):
             "DATABASE_URL": db_url,
             "BINANCE_REST_URL": sim.rest_url,
             "BINANCE_WS_URL": sim.ws_url,
+            "BINANCE_WS_API_URL": sim.ws_api_url,
             "ANALYSIS_URL": analysis.analyze_url,
             "ANALYSIS_TOKEN": token,
             "MACHINE_TOKEN": mtoken,

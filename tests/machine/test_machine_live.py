@@ -337,3 +337,52 @@ async def test_a_close_sent_before_a_kill_is_booked_from_the_exchange_at_boot(ma
     assert machine.proc.wait(30) == 0
     report = await audit(pool, sim, LIVE_KEY, {"USDT": D(LIVE_START_USDT)})
     assert report.sound, report
+
+
+async def test_the_user_stream_resubscribes_and_resyncs_after_a_cut_and_a_termination(machine_stack):
+    """Exits the exchange executes arrive on the user data stream; a cut connection and an
+    eventStreamTerminated are each followed by a new subscription and a snapshot (reconciliation)
+    before the stream's events are handled again."""
+    make_machine, pool, user_id, sim = machine_stack
+    trader = await add_trader(pool, user_id, "tight", ALWAYS, mode="live",
+                              **{**WIDE, "stop_loss_pct": 0.3, "take_profit_pct": 0.3})
+    machine = make_machine(**live_env(), RECONCILE_INTERVAL_S="3600")
+    await machine.start()
+
+    async def stream() -> dict:
+        return (await machine.get("/health")).json()["userStream"]
+
+    first = await stream()
+    assert first["connected"] and first["subscriptions"] == 1 and first["resyncs"] == 1
+
+    async def closed_by_exit():
+        return await pool.fetchval("SELECT count(*) FROM positions WHERE trader_id = $1 AND status = 'closed' "
+                                   "AND close_reason IN ('stop_loss', 'take_profit')", trader)
+
+    await wait_for(closed_by_exit, 120, "an exit of the exchange")
+    assert (await stream())["events"] > 0  # fills, list ends and balances arrived on the stream
+    runs = (await machine.get("/health")).json()["reconciliation"]["runs"]
+    assert sim.drop_user_streams(LIVE_KEY) == 1
+
+    async def resubscribed(n: int):
+        s = await stream()
+        return s if s["subscriptions"] >= n and s["resyncs"] >= n and s["connected"] else None
+
+    after_cut = await wait_for(lambda: resubscribed(2), 30, "a new subscription after the cut")
+    assert after_cut["reconnects"] >= 1
+    assert (await machine.get("/health")).json()["reconciliation"]["runs"] > runs  # the snapshot was taken
+    assert sim.terminate_user_streams(LIVE_KEY) == 1
+    await wait_for(lambda: resubscribed(3), 30, "a new subscription after eventStreamTerminated")
+    sim.freeze()
+
+    async def balances_recorded() -> bool:  # the stream's (or the snapshot's) balances are the exchange's
+        rows = await pool.fetch("SELECT asset, free, locked FROM exchange_balances WHERE user_id = $1", user_id)
+        recorded = {r["asset"]: (r["free"], r["locked"]) for r in rows}
+        held = {a: b for a, b in sim.accounts.books[LIVE_KEY].balances.items() if any(b)}
+        return all(recorded.get(a) == b for a, b in held.items())
+
+    await wait_for(balances_recorded, 30, "the exchange's balances in the database")
+    await machine.post("/shutdown", token=machine.token)
+    assert machine.proc.wait(30) == 0
+    report = await audit(pool, sim, LIVE_KEY, {"USDT": D(LIVE_START_USDT)})
+    assert report.sound, report

@@ -80,3 +80,23 @@ def test_exit_list_ids_name_their_position_and_attempt():
     pid = uuid.uuid4()
     assert exit_list_owner(exit_ids(pid, 7).list_id) == (pid, 7)
     assert exit_list_owner(exit_ids(pid, 7).take_profit) is None and exit_list_owner("x01nothex") is None
+
+
+def test_stream_events_settle_the_exits_they_concern_and_update_balances():
+    from machine.reconciliation import Balances, SettlePosition, event_actions, exit_leg_owner
+
+    pid = uuid.uuid4()
+    ids = exit_ids(pid, 2)
+    filled = {"e": "executionReport", "X": "FILLED", "c": ids.take_profit, "C": "", "g": 7}
+    cancelled = {"e": "executionReport", "X": "CANCELED", "c": "cancel-1", "C": ids.stop_loss, "g": 7}
+    assert event_actions(filled) == event_actions(cancelled) == [SettlePosition(pid)]
+    assert event_actions({"e": "listStatus", "L": "ALL_DONE", "C": ids.list_id}) == [SettlePosition(pid)]
+    assert event_actions({"e": "listStatus", "L": "EXECUTING", "C": ids.list_id}) == []
+    assert event_actions({"e": "executionReport", "X": "NEW", "c": ids.take_profit}) == []  # placed: nothing ended
+    assert event_actions({"e": "executionReport", "X": "FILLED", "c": "o01" + pid.hex}) == []  # our own answer has it
+    assert event_actions({"e": "outboundAccountPosition", "B": [{"a": "BTC", "f": "0.5", "l": "0.01"}]}) == [
+        Balances({"BTC": (D("0.5"), D("0.01"))})]
+    for hostile in ({"e": "outboundAccountPosition", "B": [{"a": "BTC", "f": "lots"}]}, {"e": "executionReport"},
+                    {"e": "listStatus", "L": "ALL_DONE", "C": "x99" + "z" * 32}, {}, {"e": 5}):
+        assert event_actions(hostile) == []
+    assert exit_leg_owner(ids.stop_loss) == pid and exit_leg_owner(ids.list_id) is None
