@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cryptography.fernet import Fernet
+
+from control_plane.exchange_keys import ExchangeCredentials
 from control_plane.local import REPO_ROOT, LocalStack
 from control_plane.settings import ControlPlaneSettings
 from control_plane.traders import insert_trader, load_spec, validate_code
@@ -71,8 +75,11 @@ def open_demo_log(data_dir: Path) -> tuple[Path, TextIO]:
 class _Simulator:
     """``python -m exchange_sim`` as a child process; its first stdout line is its URL, its logs go to ``log``."""
 
-    def __init__(self, replay: Path, speed: float, log: TextIO | None = None) -> None:
+    def __init__(self, replay: Path, speed: float, log: TextIO | None = None,
+                 account: ExchangeCredentials | None = None) -> None:
         self._cmd = [sys.executable, "-m", "exchange_sim", "--replay", str(replay), "--port", "0", "--speed", str(speed)]
+        if account is not None:  # a trading account (its secret on our own command line, local only)
+            self._cmd += ["--account", f"{account.api_key}:{account.api_secret}", "--balance", "USDT=10000"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self._log = log
@@ -252,30 +259,47 @@ async def _render(pool: asyncpg.Pool, user_id: UUID, started: float, duration: f
 
 
 async def run_demo(settings: ControlPlaneSettings, *, replay: Path | None, speed: float, duration: float | None,
-                   console: Console, log_file: TextIO | None = None) -> dict[str, Any]:
+                   console: Console, log_file: TextIO | None = None, mode: str = "paper") -> dict[str, Any]:
     """Run the demo; returns the summary (also printed as the last line by the CLI).
 
     ``log_file``: where the exchange simulator's log lines go (default: inherited stderr).
+    ``mode``: ``live`` trades against the simulator's matching engine: an account with keys the demo
+    creates (stored encrypted, delivered to the machine sealed) and 10000 USDT; the traders run live.
     """
     sim: _Simulator | None = None
-    rest_url = ws_url = None
-    if replay is None and await _binance_reachable():
+    rest_url = ws_url = ws_api_url = None
+    credentials = keys_secret = None
+    if mode == "live":
+        credentials = ExchangeCredentials("demo-" + secrets.token_hex(12), secrets.token_urlsafe(32))
+        keys_secret = (settings.exchange_keys_secret.get_secret_value() if settings.exchange_keys_secret
+                       else Fernet.generate_key().decode())
+    if mode == "paper" and replay is None and await _binance_reachable():
         console.print("Market data: Binance public streams (paper trading, no keys needed).")
     else:
         replay = replay or DEFAULT_REPLAY
         if replay is None or not replay.is_dir():
             raise SystemExit(f"Binance is unreachable and no replay folder exists at {replay}; pass --replay DIR")
-        console.print(f"Market data: Binance unreachable or --replay given; replaying {replay} at speed {speed:g}.")
-        sim = _Simulator(replay, speed, log_file)
+        console.print(f"Market data: {'live mode needs the matching engine' if mode == 'live' else 'Binance unreachable or --replay given'}; "
+                      f"replaying {replay} at speed {speed:g}.")
+        sim = _Simulator(replay, speed, log_file, credentials)
         base = await sim.start()
         rest_url, ws_url = base, base.replace("http://", "ws://", 1)
+        ws_api_url = ws_url + "/ws-api/v3"
         console.print(f"  exchange simulator at {base}")
     try:
-        async with LocalStack(settings, analysis_port=0, binance_rest_url=rest_url, binance_ws_url=ws_url) as stack:
+        async with LocalStack(settings, analysis_port=0, binance_rest_url=rest_url, binance_ws_url=ws_url,
+                              binance_ws_api_url=ws_api_url, exchange_keys_secret=keys_secret) as stack:
             assert stack.pool is not None
             user_id = await _reset_demo_user(stack)
             console.print(f"Demo user {user_id} (tier pro).")
             await _add_example_traders(stack, user_id, console)
+            if credentials is not None:
+                store = stack.exchange_keys()
+                assert store is not None
+                await store.set(user_id, credentials)
+                await stack.pool.execute("UPDATE traders SET mode = 'live' WHERE user_id = $1", user_id)
+                console.print(f"  live: exchange keys …{credentials.hint} stored encrypted; the traders trade the "
+                              "simulator's matching engine (10000 USDT)")
             async with stack.fleet(period_s=30.0):
                 await stack.pool.execute("UPDATE users SET subscription_status = 'active' WHERE id = $1", user_id)
                 machine = await _fleet_row(stack.pool, user_id, ("running",), 120.0)

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from control_plane.analysis import create_analysis_app
 from control_plane.db import EmbeddedPostgres, migrate
+from control_plane.exchange_keys import ExchangeKeyStore
 from control_plane.fleet import DEFAULT_GRACE, FleetService, Reconciler
 from control_plane.fly import FlyClient
 from control_plane.generation import GenerationRoute, add_generation_route
@@ -58,12 +59,16 @@ class LocalStack:
     """Starts what is not configured; ``async with LocalStack(settings) as stack``."""
 
     def __init__(self, settings: ControlPlaneSettings, *, analysis_port: int | None = None,
-                 binance_rest_url: str | None = None, binance_ws_url: str | None = None) -> None:
+                 binance_rest_url: str | None = None, binance_ws_url: str | None = None,
+                 binance_ws_api_url: str | None = None, exchange_keys_secret: str | None = None) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self._analysis_port = settings.analysis_port if analysis_port is None else analysis_port
         self._binance_rest_url = binance_rest_url or settings.binance_rest_url
         self._binance_ws_url = binance_ws_url or settings.binance_ws_url
+        self._binance_ws_api_url = binance_ws_api_url or settings.binance_ws_api_url
+        secret = settings.exchange_keys_secret
+        self._exchange_keys_secret = exchange_keys_secret or (secret.get_secret_value() if secret else None)
         self._pg: EmbeddedPostgres | None = None
         self._engine: Any = None
         self._analysis_runner: web.AppRunner | None = None
@@ -144,11 +149,18 @@ class LocalStack:
             binance_ws_url=self._binance_ws_url,
             binance_rest_url=self._binance_rest_url,
             extra={"HTTP_HOST": "127.0.0.1"} if self._engine is not None else None,
+            binance_ws_api_url=self._binance_ws_api_url,
         )
         return Provisioner(
             self.pool, self.fly, env, image=self.settings.machine_image, region=self.settings.fly_region,
             token_for=lambda user_id: machine_token(info.machine_token_secret, user_id),
+            exchange_keys=self.exchange_keys(),
         )
+
+    def exchange_keys(self) -> ExchangeKeyStore | None:
+        """The subscribers' exchange keys under ``EXCHANGE_KEYS_SECRET`` (None without it: paper only)."""
+        assert self.pool is not None
+        return ExchangeKeyStore(self.pool, self._exchange_keys_secret) if self._exchange_keys_secret else None
 
     def fleet(self, *, period_s: float = 30.0, grace: timedelta = DEFAULT_GRACE) -> FleetService:
         """The reconcile loop over this stack's database and Fly API (``async with stack.fleet():``)."""

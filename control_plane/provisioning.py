@@ -77,6 +77,7 @@ class MachineEnv:
     binance_ws_url: str
     binance_rest_url: str
     extra: Mapping[str, str] | None = None
+    binance_ws_api_url: str = "wss://ws-api.binance.com:443/ws-api/v3"
 
 
 class Provisioner:
@@ -243,6 +244,7 @@ class Provisioner:
             "ANALYSIS_URL": self._env.analysis_url,
             "BINANCE_WS_URL": self._env.binance_ws_url,
             "BINANCE_REST_URL": self._env.binance_rest_url,
+            "BINANCE_WS_API_URL": self._env.binance_ws_api_url,
             "SANDBOX_WORKERS": str(TIER_SANDBOX_WORKERS[tier]),
             **(self._env.extra or {}),
         }

@@ -14,6 +14,7 @@
 | ANALYSIS_URL | ``http://ANALYSIS_HOST:ANALYSIS_PORT/analyze-signal`` | the URL given to machines |
 | ANALYSIS_TOKEN | generated per local run | bearer token of the analysis endpoint |
 | BINANCE_WS_URL / BINANCE_REST_URL | Binance production | market data URLs given to machines |
+| BINANCE_WS_API_URL | Binance production | the WebSocket API given to machines (live accounts' user data stream) |
 | FLEET_PERIOD_S | ``30`` | seconds between full reconcile passes (changes also arrive by NOTIFY) |
 | FLEET_CONCURRENCY | ``32`` | subscribers a pass works on at once |
 | PAST_DUE_GRACE_HOURS | ``72`` | how long a past-due subscription keeps its machine |
@@ -67,6 +68,7 @@ class ControlPlaneSettings(BaseSettings):
     analysis_token: SecretStr | None = None
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
+    binance_ws_api_url: str = "wss://ws-api.binance.com:443/ws-api/v3"
     fleet_period_s: float = Field(30.0, gt=0)
     fleet_concurrency: int = Field(32, ge=1, le=1024)
     past_due_grace_hours: float = Field(72.0, ge=0)

@@ -19,6 +19,7 @@ def demo(
     speed: float = typer.Option(60.0, help="replay speed (60 = one 1m candle per second)"),
     duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: until Ctrl-C)"),
     analysis: str = typer.Option("rules", help="rules (offline) | llm (needs LLM_BASE_URL and LLM_MODEL_STANDARD)"),
+    mode: str = typer.Option("paper", help="paper | live (against the simulator's matching engine, keys it creates)"),
 ) -> None:
     """Run one subscriber's machine end to end on the embedded defaults."""
     from pydantic import ValidationError
@@ -28,6 +29,8 @@ def demo(
 
     if analysis not in ("rules", "llm"):
         _fail(f"--analysis must be rules or llm, not {analysis!r}", 2)
+    if mode not in ("paper", "live"):
+        _fail(f"--mode must be paper or live, not {mode!r}", 2)
     try:
         settings = ControlPlaneSettings(analysis_backend=analysis)
     except ValidationError as exc:
@@ -38,7 +41,7 @@ def demo(
     configure_logging("info", log_file)
     try:
         result = asyncio.run(run_demo(settings, replay=replay, speed=speed, duration=duration, console=console,
-                                      log_file=log_file))  # fmt: skip
+                                      log_file=log_file, mode=mode))  # fmt: skip
     finally:
         log_file.flush()
     print_summary(result)

@@ -138,12 +138,14 @@ def _provisioner_from_env(settings: ControlPlaneSettings, pool: asyncpg.Pool) ->
         secret = settings.machine_token_secret.get_secret_value()  # type: ignore[union-attr]
         env = MachineEnv(settings.database_url.get_secret_value(),  # type: ignore[union-attr]
                          settings.analysis_url or "", settings.analysis_token.get_secret_value(),  # type: ignore[union-attr]
-                         settings.binance_ws_url, settings.binance_rest_url)
+                         settings.binance_ws_url, settings.binance_rest_url,
+                         binance_ws_api_url=settings.binance_ws_api_url)
     elif info is not None:
         fly = FlyClient(info.fly_api_url, info.fly_api_token, settings.fly_app_name)
         secret = info.machine_token_secret
         env = MachineEnv(info.database_url, info.analysis_url, info.analysis_token,
-                         settings.binance_ws_url, settings.binance_rest_url, extra={"HTTP_HOST": "127.0.0.1"})
+                         settings.binance_ws_url, settings.binance_rest_url, extra={"HTTP_HOST": "127.0.0.1"},
+                         binance_ws_api_url=settings.binance_ws_api_url)
     else:
         _fail("no Fly API: set FLY_API_URL (and FLY_API_TOKEN), or run `control-plane serve` for the local engine")
     keys = None

@@ -30,6 +30,7 @@ from uuid import UUID
 import structlog
 
 from machine.accounts import close_fill_changes, close_quantity
+from machine.crashpoints import crashpoint
 from machine.execution._errors import ExecutionError, OutcomeUnknown, RiskDenied
 from machine.execution._exits import STOP_LIMIT_GAP
 from machine.execution._orders import Executor, Fill, OrderRequest, Trigger, client_order_id
@@ -265,6 +266,7 @@ class _Closing:
         """Send every written intent's order (concurrently), cancel the intents of failed ones, book the fills."""
         ids = {p.intent.client_order_id for p, _ in sending}
         self.in_flight |= ids
+        crashpoint("intent_written")
         try:
             fills = await asyncio.gather(*(
                 p.executor.submit(OrderRequest(p.intent.client_order_id, p.position.symbol, p.intent.side,
@@ -272,6 +274,7 @@ class _Closing:
                 for p, _ in sending), return_exceptions=True)
         finally:
             self.in_flight -= ids
+        crashpoint("order_answered")
         results: list[CloseResult] = [None] * len(sending)
         to_book: list[tuple[int, tuple[_Planned, TradeRecord, Fill]]] = []
         for i, ((p, trade_id), fill) in enumerate(zip(sending, fills)):

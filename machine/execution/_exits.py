@@ -29,6 +29,7 @@ from uuid import UUID
 
 import structlog
 
+from machine.crashpoints import crashpoint
 from machine.execution._errors import ExecutionError, OrderRejected, OutcomeUnknown
 from machine.execution._orders import Executor, Fill, exit_ids, exit_list_owner
 from machine.execution._rules import round_level
@@ -158,10 +159,12 @@ class _Exits:
             return position
         ids = exit_ids(position.id, attempt)
         position = await self._repo.set_exit_list(position.id, attempt, None)  # written before it is sent
+        crashpoint("exits_written")
         tlog = log.bind(trader_id=str(position.trader_id), symbol=position.symbol, list_client_order_id=ids.list_id)
         try:
             list_id = await executor.place_exits(  # type: ignore[attr-defined]
                 position.symbol, quantity, take_profit, stop_loss, stop_limit, ids)
+            crashpoint("exits_placed")
         except OutcomeUnknown:
             try:
                 report = await executor.exit_report(position.symbol, ids)  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ from machine.accounts import (
     open_reservation,
     reduce_changes,
 )
+from machine.crashpoints import crashpoint
 from machine.execution._closing import MANUAL_EXIT, _Closing, fee_in_quote
 from machine.execution._errors import ExecutionError, NoPrice, OutcomeUnknown, RiskDenied
 from machine.execution._exits import _Exits
@@ -195,6 +196,7 @@ class ExecutionService(_Closing, _Exits):
         log.info("position_opened", trader_id=str(trader.id), symbol=symbol, side=side, price=str(fill.price),
                  size=str(held), stop_loss=str(sl), take_profit=str(tp), client_order_id=trade.client_order_id)
         self._on_opened(position)
+        crashpoint("fill_recorded")
         return await self._protect_opened(position)
 
     async def _protect_opened(self, position: PositionRecord) -> PositionRecord:
@@ -391,17 +393,63 @@ class ExecutionService(_Closing, _Exits):
                     raise RiskDenied("the step's order was written concurrently")
                 fill = await self._send(executor, trade, OrderRequest(trade.client_order_id, current.symbol, trade.side,
                                                                       quantity))
-            assert current.cost_basis is not None
-            reduction = reduce_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee, current.size,
-                                       current.reserved, current.cost_basis)
-            updated = await self._repo.record_reduce_fill(
-                current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-                fee_quote=fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
-                price_time_ms=fill.price_time_ms)
-            updated = await self._reprotect(updated)
+            updated = await self._book_reduce(current, trade, fill, base, quote)
+        self._on_opened(updated)
+        return updated
+
+    async def _book_reduce(self, current: PositionRecord, trade: Any, fill: Fill, base: str, quote: str
+                           ) -> PositionRecord:
+        """Book a reduce step's fill at the average cost (under the position's lock), then protect what is left."""
+        assert current.cost_basis is not None
+        reduction = reduce_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee, current.size,
+                                   current.reserved, current.cost_basis)
+        updated = await self._repo.record_reduce_fill(
+            current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+            fee_quote=fee_in_quote(fill, quote), reduction=reduction, order_id=fill.order_id,
+            price_time_ms=fill.price_time_ms)
         log.info("position_reduced", trader_id=str(current.trader_id), symbol=current.symbol, side=current.side,
                  quantity=str(fill.quantity), price=str(fill.price), pnl=str(reduction.pnl), size=str(updated.size),
                  client_order_id=trade.client_order_id)
+        return await self._reprotect(updated)
+
+    async def _book_increase(self, current: PositionRecord, trade: Any, fill: Fill, base: str, quote: str
+                             ) -> PositionRecord:
+        """Book a scale-in step's fill (the entry becomes the average), then protect the new size."""
+        changes, added, locked = open_fill_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee,
+                                                   trade.reserved)
+        updated = await self._repo.record_increase_fill(
+            current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
+            fee_quote=fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
+            order_id=fill.order_id, price_time_ms=fill.price_time_ms)
+        log.info("position_increased", trader_id=str(current.trader_id), symbol=current.symbol, side=current.side,
+                 quantity=str(fill.quantity), price=str(fill.price), size=str(updated.size),
+                 entry_price=str(updated.entry_price), client_order_id=trade.client_order_id)
+        return await self._reprotect(updated)
+
+    async def settle_step(self, trade: Any) -> PositionRecord | None:
+        """Resolve an order sequence step's order (``increase``/``reduce``) left pending, without sending
+        anything: booked when the venue filled it, cancelled when it never saw it (a restart that ends a
+        risk-adding sequence, reconciliation).
+
+        Returns:
+            The position after it, or None when it is no longer open (the order is left to the audit).
+
+        Raises:
+            ExecutionError: the venue could not tell (the intent stays pending).
+        """
+        executor = self._executor(trade.type)
+        async with self._position_lock(trade.position_id):
+            current = await self._repo.position(trade.position_id)
+            if current is None or current.status != "open" or trade.sequence_id is None or trade.step is None:
+                return None
+            pending, fill = await self._step_pending(executor, trade.sequence_id, trade.step)
+            if pending is None or fill is None:
+                return current  # never carried out (cancelled now), or booked before
+            base, quote = self._assets(current.symbol, self._rules(current.symbol))
+            if pending.purpose == "increase":
+                updated = await self._book_increase(current, pending, fill, base, quote)
+            else:
+                updated = await self._book_reduce(current, pending, fill, base, quote)
         self._on_opened(updated)
         return updated
 
@@ -465,16 +513,7 @@ class ExecutionService(_Closing, _Exits):
                     raise RiskDenied("the step's order was written concurrently")
                 fill = await self._send(executor, trade, OrderRequest(trade.client_order_id, current.symbol, trade.side,
                                                                       qty))
-            changes, added, locked = open_fill_changes(current.side, base, quote, fill.price, fill.quantity, fill.fee,
-                                                       trade.reserved)
-            updated = await self._repo.record_increase_fill(
-                current, trade, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset,
-                fee_quote=fee_in_quote(fill, quote), added=added, locked=locked, changes=changes,
-                order_id=fill.order_id, price_time_ms=fill.price_time_ms)
-            updated = await self._reprotect(updated)
-        log.info("position_increased", trader_id=str(trader.id), symbol=current.symbol, side=current.side,
-                 quantity=str(fill.quantity), price=str(fill.price), size=str(updated.size),
-                 entry_price=str(updated.entry_price), client_order_id=trade.client_order_id)
+            updated = await self._book_increase(current, trade, fill, base, quote)
         self._on_opened(updated)
         return updated
 
@@ -557,8 +596,10 @@ class ExecutionService(_Closing, _Exits):
         """Send the order of a written intent: its fill. An unknown outcome is resolved by asking
         (:meth:`_resolve_unknown`); any other failure cancels the intent and is raised."""
         self.in_flight.add(order.client_order_id)
+        crashpoint("intent_written")
         try:
             fill = await executor.submit(order)
+            crashpoint("order_answered")
         except OutcomeUnknown:
             fill = await self._resolve_unknown(executor, trade)
         except Exception as exc:

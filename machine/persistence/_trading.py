@@ -103,6 +103,8 @@ class TradeRecord:
     status: str
     type: str
     reserved: Decimal = Decimal(0)
+    sequence_id: UUID | None = None  # an order sequence step's order (increase/reduce): its sequence and step
+    step: int | None = None
 
 
 class TradingRepository:
@@ -448,9 +450,12 @@ class TradingRepository:
         )
         return [PositionRecord.from_row(r) for r in rows]
 
-    async def pending_trades(self, user_id: UUID) -> list[TradeRecord]:
+    async def pending_trades(self, user_id: UUID, older_than_s: float = 0.0) -> list[TradeRecord]:
+        """The user's trades still ``pending``, oldest first; ``older_than_s``: only those written at least
+        that long ago (an order being sent right now is younger than its timeout)."""
         rows = await self._pool.fetch(
-            "SELECT * FROM trades WHERE user_id = $1 AND status = 'pending' ORDER BY created_at", user_id
+            "SELECT * FROM trades WHERE user_id = $1 AND status = 'pending' "
+            "AND created_at <= NOW() - make_interval(secs => $2) ORDER BY created_at", user_id, older_than_s,
         )
         return [_trade(r) for r in rows]
 
@@ -506,4 +511,5 @@ class TradingRepository:
 
 def _trade(r: asyncpg.Record) -> TradeRecord:
     return TradeRecord(r["id"], r["position_id"], r["trader_id"], r["purpose"], r["side"], r["symbol"],
-                       r["client_order_id"], r["quantity"], r["status"], r["type"], r["reserved"])  # fmt: skip
+                       r["client_order_id"], r["quantity"], r["status"], r["type"], r["reserved"],
+                       r.get("sequence_id"), r.get("step"))  # fmt: skip

@@ -47,11 +47,14 @@ class Reconciler:
         base_asset: symbol -> its base asset.
         halt: halts a trader with a reason (the risk service's HALTED by hand); awaited.
         interval_s: seconds between runs.
+        intent_grace_s: after the first run (at boot, when nothing is being sent), a pending intent
+            is resolved only once it is this old: an order being sent right now is left to its sender
+            (longer than an order's timeout and the queries that follow an unknown outcome).
     """
 
     def __init__(self, *, user_id: UUID, venue: LiveVenue, trading: TradingRepository, execution: ExecutionService,
                  base_asset: Callable[[str], str], halt: Callable[[UUID, str], Awaitable[None]],
-                 interval_s: float = 180.0) -> None:
+                 interval_s: float = 180.0, intent_grace_s: float = 60.0) -> None:
         self._user_id = user_id
         self._venue = venue
         self._trading = trading
@@ -59,6 +62,7 @@ class Reconciler:
         self._base_asset = base_asset
         self._halt = halt
         self._interval_s = interval_s
+        self._intent_grace_s = intent_grace_s
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.runs = 0
@@ -92,7 +96,8 @@ class Reconciler:
         positions = [LivePosition(p.id, p.trader_id, p.symbol, self._base_asset(p.symbol), p.side, p.size,
                                   p.exit_attempt)
                      for p in await self._trading.open_positions(self._user_id) if p.mode == "live"]
-        trades = {t.id: t for t in await self._trading.pending_trades(self._user_id)
+        grace = self._intent_grace_s if self.runs else 0.0
+        trades = {t.id: t for t in await self._trading.pending_trades(self._user_id, older_than_s=grace)
                   if t.type == "live" and t.client_order_id not in self._execution.in_flight}
         pending = [PendingIntent(t.id, t.position_id, t.trader_id, t.symbol, t.purpose, t.client_order_id)
                    for t in trades.values()]
@@ -149,7 +154,8 @@ class Reconciler:
                     await self._execution.recover_open(trade)
                 elif action.intent.purpose == "close":
                     await self._execution.recover_close(trade)
-                # increase/reduce steps belong to their order sequence, which asks when it resumes
+                else:  # an order sequence's increase/reduce step
+                    await self._execution.settle_step(trade)
             elif isinstance(action, SettleExits):
                 record = await self._trading.position(action.position.id)
                 if record is not None:

@@ -135,6 +135,20 @@ class SequenceEngine:
         assert record.signal_id is not None
         return await self._run(trader, record.id, record.symbol, record.signal_id, position, remaining, resumed=True)
 
+    async def _settle_written(self, sequence_id: UUID, step: StepRecord, position: PositionRecord | None
+                              ) -> PositionRecord | None:
+        """A risk-adding step ends at a restart, but an order it already wrote may have reached the
+        venue: it is booked when the venue filled it, cancelled when it never saw it; never sent again
+        (``ExecutionService.settle_step``; the opening step's intent is resolved at recovery)."""
+        trade = await self._trading.step_trade(sequence_id, step.step)
+        if trade is None or trade.status != "pending" or step.kind != "increase":
+            return position
+        try:
+            return await self._execution.settle_step(trade) or position
+        except ExecutionError as exc:  # the venue could not tell: reconciliation asks again
+            log.warning("step_order_unresolved", sequence_id=str(sequence_id), step=step.step, error=str(exc))
+            return position
+
     async def _run(
         self, trader: TraderConfig, sequence_id: UUID, symbol: str, signal_id: UUID,
         position: PositionRecord | None, steps: tuple[StepRecord, ...], *, resumed: bool = False,
@@ -144,6 +158,7 @@ class SequenceEngine:
         last = steps[-1].step
         for step in steps:
             if resumed and step.kind in _ADDS_RISK:
+                position = await self._settle_written(sequence_id, step, position)
                 why = f"interrupted before its {step.kind} step; not resumed after a restart (the analysis is stale)"
                 await self._sequences.fail(sequence_id, step.step, why)
                 log_.warning("sequence_ended", step=step.step, kind=step.kind, reason=why)

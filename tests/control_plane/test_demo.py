@@ -66,3 +66,36 @@ def test_demo_summary_is_read_after_destruction_and_counts_reanalyses(db_url, bi
     # The machine came and went through the fleet's reconcile loop, not a direct call.
     assert [(e["action"], e["outcome"]) for e in events] == [("create", "ok"), ("retire", "ok")]
     assert "openPositions" in events[1]["detail"]  # the graceful /shutdown answered with the final state
+
+
+def test_demo_live_trades_the_simulators_matching_engine_with_keys_it_creates(db_url, binance_data, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path / "data")}
+    env.pop("EXCHANGE_KEYS_SECRET", None)  # the demo makes one for its run
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "control-plane"), "demo", "--mode", "live", "--replay", str(binance_data),
+         "--duration", "30", "--speed", "120"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["machine_state"] == "destroyed" and summary["trades"] > 0, summary
+    assert "stored encrypted" in " ".join(done.stderr.split())
+
+    async def from_db() -> tuple[set, int, int, bytes]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            modes = {r["mode"] for r in await conn.fetch("SELECT mode FROM traders WHERE user_id = $1",
+                                                          summary["user_id"])}
+            live = await conn.fetchval("SELECT count(*) FROM trades WHERE user_id = $1 AND type = 'live' "
+                                       "AND status = 'filled' AND binance_order_id IS NOT NULL", summary["user_id"])
+            exits = await conn.fetchval("SELECT count(*) FROM positions WHERE user_id = $1 AND exit_attempt > 0",
+                                        summary["user_id"])
+            token = await conn.fetchval("SELECT api_secret_token FROM exchange_keys WHERE user_id = $1",
+                                        summary["user_id"])
+            return modes, live, exits, token
+        finally:
+            await conn.close()
+
+    modes, live, exits, token = asyncio.run(from_db())
+    assert modes == {"live"} and live > 0 and exits > 0  # filled on the exchange, protected by its OCO exits
+    assert token and b"demo-" not in token  # the keys are stored encrypted

@@ -147,7 +147,9 @@ class AlwaysOpenLong:
             price = Decimal(str(request.market_data.ticker.last_price or position.entry_price))
             extra = {"partial_close": {"closePercentage": 0.5}, "scale_in": {},
                      "update_stop_loss": {"newStopLoss": price * (Decimal("0.99") if position.side == "long"
-                                                                  else Decimal("1.01"))}}.get(decision, {})
+                                                                  else Decimal("1.01"))},
+                     "update_take_profit": {"newTakeProfit": price * (Decimal("1.02") if position.side == "long"
+                                                                      else Decimal("0.98"))}}.get(decision, {})
             return AnalysisResult(decision=Decision(decision), reasoning=f"test backend, turn {turn}", confidence=70,
                                   extra_metadata=extra)
         decision = self.per_symbol.get(request.market_data.symbol, self.decision)

@@ -119,6 +119,16 @@ async def test_a_live_trader_trades_on_the_exchange_and_the_database_matches_its
     assert {book.orders[o.order_id].status for o in legs} == {"CANCELED"}
     assert sorted(exchange_orders(sim)) == sorted([t["client_order_id"] for t in trades] + [exits.take_profit,
                                                                                             exits.stop_loss])
+    # neither the key nor the secret in any answer or log line of the live run
+    for path in ("/health", "/metrics", "/openapi.json"):
+        answer = (await machine.get(path)).text
+        assert LIVE_KEY not in answer and LIVE_SECRET not in answer, path
+    for path in ("/traders", "/positions"):
+        answer = (await machine.get(path, headers={"Authorization": f"Bearer {machine.token}"})).text
+        assert answer.startswith(("{", "[")) and LIVE_KEY not in answer and LIVE_SECRET not in answer, path
+    log = machine.log_path.read_text()
+    assert "live_" in log or "exits_placed" in log
+    assert LIVE_KEY not in log and LIVE_SECRET not in log
     usdt_free = sim.accounts.books[LIVE_KEY].balances["USDT"][0]
     spent = fill.qty * fill.price
     received = sum(t.qty * t.price - t.commission for t in sim.accounts.trades[LIVE_KEY] if t.order_id == sell.order_id)
