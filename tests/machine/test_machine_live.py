@@ -34,6 +34,15 @@ async def fetch(pool, sql: str, *args):
     return [dict(r) for r in await pool.fetch(sql, *args)]
 
 
+async def protected_position(pool, trader):
+    """The trader's position once its exits are on the exchange (its exit list id recorded)."""
+    async def protected():
+        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
+                                   trader)
+
+    return await wait_for(protected, 60, "the position's exits on the exchange")
+
+
 def of_position(sim, position_id) -> list[str]:
     """Client order ids of every order on the exchange for one position (each as often as it was accepted)."""
     return sorted(o.client_order_id for o in sim.accounts.books[LIVE_KEY].orders.values()
@@ -224,11 +233,7 @@ async def test_an_exit_executed_while_the_machine_was_down_is_booked_at_restart(
     machine = make_machine(**live_env())
     await machine.start()
 
-    async def protected():
-        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
-                                   trader)
-
-    position = await wait_for(protected, 60, "the position's exits on the exchange")
+    position = await protected_position(pool, trader)
     machine.kill()
     assert position["status"] == "open"
     exits = exit_ids(position["id"], 1)
@@ -275,11 +280,7 @@ async def test_coins_sold_outside_the_machine_halt_the_trader_with_what_differs(
     machine = make_machine(**live_env(), RECONCILE_INTERVAL_S="0.5")
     await machine.start()
 
-    async def protected():
-        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
-                                   trader)
-
-    position = await wait_for(protected, 60, "the position's exits on the exchange")
+    position = await protected_position(pool, trader)
     client = await outside_client(sim)
     try:
         await client._request_api("delete", "orderList", True, data={
@@ -313,11 +314,7 @@ async def test_a_close_sent_before_a_kill_is_booked_from_the_exchange_at_boot(ma
     machine = make_machine(**live_env())
     await machine.start()
 
-    async def protected():
-        return await pool.fetchrow("SELECT * FROM positions WHERE trader_id = $1 AND exit_order_list_id IS NOT NULL",
-                                   trader)
-
-    position = await wait_for(protected, 60, "the position's exits on the exchange")
+    position = await protected_position(pool, trader)
     machine.kill()
     quantity = position["size"].quantize(D("0.00001"), ROUND_DOWN)
     coid = "c01" + position["id"].hex
